@@ -1,0 +1,80 @@
+# make up     the stack, built and healthy      make test   every test
+# make down   remove it all                     make help   everything else
+#
+# Works with the Compose v2 plugin (`docker compose`) or v1 (`docker-compose`).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+export COMPOSE_PROJECT_NAME ?= m2stack
+HUB ?= gevent
+HANDLERS ?= 1
+HTTP_PUBLISH ?= 6767
+# Extra CA certificates for image builds (TLS-inspecting proxies); empty to use none.
+EXTRA_CA_CERTS ?= $(wildcard /usr/local/share/ca-certificates/*.crt /usr/local/share/ca-certificates/*/*.crt)
+PYTHON ?= python3
+
+COMPOSE_FILES := -f docker-compose.yml $(if $(filter eventlet,$(HUB)),-f compose/eventlet.yml)
+STACK := $(COMPOSE) $(COMPOSE_FILES)
+
+.PHONY: help up down build base-image ca-certs env logs ps test test-unit test-integration test-e2e lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@echo "  variables: HUB=gevent|eventlet HANDLERS=N HTTP_PUBLISH=[addr:]port EXTRA_CA_CERTS=files"
+
+base-image: ## make sure debian:bookworm-slim exists (pull, else debootstrap)
+	@scripts/ensure-base-image.sh
+
+ca-certs: ## copy EXTRA_CA_CERTS into the build context
+	@mkdir -p services/ca-certificates
+	@find services/ca-certificates -name '*.crt' -delete
+	@for cert in $(EXTRA_CA_CERTS); do cp "$$cert" services/ca-certificates/; done
+
+env: ## write .env (project name, published port) read by plain `docker compose` too
+	@printf 'COMPOSE_PROJECT_NAME=%s\nHTTP_PUBLISH=%s\n' "$(COMPOSE_PROJECT_NAME)" "$(HTTP_PUBLISH)" > .env
+
+build: base-image ca-certs ## build the images of the selected HUB
+	$(STACK) build
+
+up: build env ## start mongrel2 + HANDLERS handlers on HUB, wait until healthy
+	$(STACK) up -d --scale handler=$(HANDLERS)
+	@scripts/wait-healthy.sh $(COMPOSE_PROJECT_NAME) 180
+	@echo "up: http://localhost:$(lastword $(subst :, ,$(HTTP_PUBLISH)))/json  (hub: $(HUB), handlers: $(HANDLERS))"
+
+down: ## stop and remove containers, networks and volumes of the stack
+	$(COMPOSE) -f docker-compose.yml -f compose/eventlet.yml down --volumes --remove-orphans
+
+logs: ## follow the logs
+	$(STACK) logs -f --tail 100
+
+ps: ## list the containers
+	$(STACK) ps
+
+test: test-unit test-integration test-e2e ## every test: unit, integration, end-to-end
+
+test-image: base-image ca-certs
+	docker build -q -f services/Dockerfile --target test -t m2stack/test:latest .
+
+test-unit: test-image ## protocol and app unit tests (in the test image)
+	docker run --rm -e CI m2stack/test:latest -q tests/unit
+
+test-integration: test-image ## real mongrel2 + real handler processes on loopback, both hubs
+	docker run --rm -e CI m2stack/test:latest -q tests/integration
+
+.venv/ok: services/requirements/e2e.txt
+	$(PYTHON) -m venv .venv
+	.venv/bin/pip install -q --require-hashes --no-deps -r services/requirements/e2e.txt
+	@touch $@
+
+test-e2e: base-image ca-certs .venv/ok ## docker compose stacks driven by real HTTP clients
+	COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q tests/e2e
+
+lock: ## re-lock every requirements file (pip-compile with hashes)
+	@for name in gevent eventlet test e2e; do \
+	  $(PYTHON) -m piptools compile -q --generate-hashes --allow-unsafe --strip-extras --no-header \
+	    -o services/requirements/$$name.txt services/requirements/$$name.in || exit 1; done
+
+clean: down ## remove the stack and the test venv
+	rm -rf .venv

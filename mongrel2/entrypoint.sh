@@ -1,0 +1,142 @@
+#!/bin/sh
+# Start Mongrel2 1.12 from mongrel2.conf.template.
+#
+# Renders the template with the M2_* environment variables below, loads it into a
+# sqlite config db with `m2sh load`, then execs mongrel2 so that it is the process that
+# receives SIGTERM/SIGINT (PID 1 in a container). Everything written goes to M2_RUN_DIR,
+# so the image runs with a read-only root filesystem and a tmpfs there.
+#
+# Works outside Docker too (integration tests), as root or not, e.g.:
+#   M2_PORT=18080 M2_REQUESTS_SPEC=tcp://127.0.0.1:19997 \
+#   M2_RESPONSES_SPEC=tcp://127.0.0.1:19996 M2_RUN_DIR=/tmp/m2 \
+#   M2_STATIC_DIR=mongrel2/static M2_ACCESS_LOG=/dev/null sh mongrel2/entrypoint.sh
+#
+# Extra arguments, if any, are run instead of mongrel2 once the db is loaded, e.g.
+# `docker run --rm IMAGE m2sh routes -db /run/mongrel2/config.sqlite -host default`.
+set -eu
+# Files and the control socket created in M2_RUN_DIR are for this user only.
+umask 077
+
+die() { printf 'entrypoint: %s\n' "$*" >&2; exit 64; }
+
+script_dir=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
+
+: "${M2_CONFIG_TEMPLATE:=$script_dir/mongrel2.conf.template}"
+: "${M2_RUN_DIR:=/run/mongrel2}"
+: "${M2_PORT:=6767}"
+: "${M2_BIND_ADDR:=0.0.0.0}"
+: "${M2_REQUESTS_SPEC:=tcp://*:9997}"
+: "${M2_RESPONSES_SPEC:=tcp://*:9996}"
+: "${M2_CONTENT_LENGTH:=20480}"
+: "${M2_STATIC_DIR:=/srv/static}"
+: "${M2_ACCESS_LOG:=/dev/stdout}"
+: "${M2_ERROR_LOG:=/dev/stderr}"
+: "${M2_SERVER_UUID:=9f6c3a3e-6f57-4c55-9d3b-2f1e2f5b7a01}"
+: "${M2_SEND_IDENT:=4e2b8f0c-1d7a-4c3e-8a55-6b0d9c7e3f12}"
+
+# Absolute paths: mongrel2 runs without chroot and never changes directory, and the
+# tests may pass relative ones.
+mkdir -p -- "$M2_RUN_DIR" || die "cannot create M2_RUN_DIR=$M2_RUN_DIR"
+M2_RUN_DIR=$(CDPATH='' cd -- "$M2_RUN_DIR" && pwd -P)
+[ -w "$M2_RUN_DIR" ] || die "M2_RUN_DIR=$M2_RUN_DIR is not writable by uid $(id -u)"
+: "${M2_CONTROL_SPEC:=ipc://$M2_RUN_DIR/control}"
+
+[ -d "$M2_STATIC_DIR" ] || die "M2_STATIC_DIR=$M2_STATIC_DIR is not a directory"
+# Dir(base=...) must end with '/'; mongrel2 realpath()s it against the cwd.
+M2_STATIC_DIR=$(CDPATH='' cd -- "$M2_STATIC_DIR" && pwd -P)/
+[ "$M2_STATIC_DIR" = "//" ] && die "refusing to serve / as M2_STATIC_DIR"
+
+[ -f "$M2_CONFIG_TEMPLATE" ] || die "template not found: $M2_CONFIG_TEMPLATE (set M2_CONFIG_TEMPLATE)"
+
+# ---- validation: bad values fail here with a clear message, not inside m2sh ----
+is_uint() { case $1 in ''|*[!0-9]*) return 1 ;; esac; }
+is_uint "$M2_PORT" && [ "$M2_PORT" -ge 1 ] && [ "$M2_PORT" -le 65535 ] \
+    || die "M2_PORT must be 1-65535, got '$M2_PORT'"
+is_uint "$M2_CONTENT_LENGTH" || die "M2_CONTENT_LENGTH must be a number of bytes, got '$M2_CONTENT_LENGTH'"
+case $M2_BIND_ADDR in
+    *[!0-9.]* | '') die "M2_BIND_ADDR must be a numeric IPv4 address (mongrel2 does not resolve names), got '$M2_BIND_ADDR'" ;;
+esac
+for spec in "$M2_REQUESTS_SPEC" "$M2_RESPONSES_SPEC" "$M2_CONTROL_SPEC"; do
+    case $spec in
+        tcp://* | ipc://* | inproc://*) ;;
+        *) die "not a ZeroMQ endpoint: '$spec'" ;;
+    esac
+done
+case $M2_CONTROL_SPEC in
+    # Unix socket paths are limited to 107 bytes.
+    ipc://*) [ "${#M2_CONTROL_SPEC}" -le 106 ] || die "M2_CONTROL_SPEC path too long for a unix socket: $M2_CONTROL_SPEC" ;;
+    tcp://127.* | tcp://localhost:* | 'tcp://[::1]:'*) ;;
+    *) die "M2_CONTROL_SPEC must be ipc:// or loopback tcp: the control port accepts 'stop' from anyone (got '$M2_CONTROL_SPEC')" ;;
+esac
+# mongrel2 fopen()s both logs by name ("a+"); for /dev/stdout and /dev/stderr that is
+# a reopen through /proc/self/fd, which checks the permissions of the pipe or file behind
+# the fd. Docker (runc) chowns the stdio pipes to the container user, but outside Docker
+# a non-root mongrel2 whose stderr is a root-owned file or pipe fails late with
+# "Couldn't open /dev/stderr log file". Fail early and say why.
+for var in M2_ACCESS_LOG M2_ERROR_LOG; do
+    eval "log=\$$var"
+    (: >> "$log") 2>/dev/null \
+        || die "$var=$log cannot be opened for appending by uid $(id -u) (if it is /dev/std*, the fd behind it belongs to another user)"
+done
+nl='
+'
+for var in M2_REQUESTS_SPEC M2_RESPONSES_SPEC M2_CONTROL_SPEC M2_STATIC_DIR M2_RUN_DIR \
+           M2_ACCESS_LOG M2_ERROR_LOG M2_SERVER_UUID M2_SEND_IDENT; do
+    eval "val=\$$var"
+    case $val in
+        *\"* | *\'* | *"$nl"* | *\\*) die "$var must not contain quotes, backslashes or newlines" ;;
+    esac
+done
+
+export M2_PORT M2_BIND_ADDR M2_REQUESTS_SPEC M2_RESPONSES_SPEC M2_CONTROL_SPEC \
+       M2_CONTENT_LENGTH M2_STATIC_DIR M2_RUN_DIR M2_ACCESS_LOG M2_ERROR_LOG \
+       M2_SERVER_UUID M2_SEND_IDENT
+
+# ---- render: literal ${M2_*} substitution (no regex replacement, so '&', '/', '|' in
+# values are safe); an unset ${M2_*} is an error ----
+conf=$M2_RUN_DIR/mongrel2.conf
+db=$M2_RUN_DIR/config.sqlite
+awk '
+{
+    out = ""; line = $0
+    while ((i = index(line, "${")) > 0) {
+        rest = substr(line, i + 2); j = index(rest, "}")
+        if (j == 0) break
+        name = substr(rest, 1, j - 1)
+        if (name !~ /^M2_[A-Z0-9_]+$/) {      # not a placeholder: copy "${" literally
+            out = out substr(line, 1, i + 1); line = rest; continue
+        }
+        if (!(name in ENVIRON)) {
+            printf "entrypoint: template line %d: no value for ${%s}\n", NR, name > "/dev/stderr"
+            bad = 1
+        }
+        out = out substr(line, 1, i - 1) ENVIRON[name]
+        line = substr(rest, j + 1)
+    }
+    print out line
+}
+END { exit bad }
+' "$M2_CONFIG_TEMPLATE" > "$conf.tmp" || { rm -f -- "$conf.tmp"; die "failed to render $M2_CONFIG_TEMPLATE"; }
+mv -f -- "$conf.tmp" "$conf"
+
+# m2sh calls getlogin(), which fails without a controlling tty and complains.
+if [ -z "${LOGNAME:-}" ]; then
+    LOGNAME=$(id -un 2>/dev/null || echo mongrel2)
+    export LOGNAME
+fi
+
+rm -f -- "$db"
+m2sh load -config "$conf" -db "$db" >&2 || die "m2sh load failed for $conf"
+
+# A pid file left by a killed run (or by PID 1 of the previous container start, which
+# is the same pid as ours) makes mongrel2 refuse to start.
+rm -f -- "$M2_RUN_DIR/mongrel2.pid"
+
+# Any relative path mongrel2 might still use (e.g. its default ipc://run/control) lands
+# in the run dir, never in the read-only root.
+cd -- "$M2_RUN_DIR"
+
+if [ "$#" -gt 0 ]; then
+    exec "$@"
+fi
+exec mongrel2 "$db" "$M2_SERVER_UUID"

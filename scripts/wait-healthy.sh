@@ -1,0 +1,29 @@
+#!/bin/sh
+# Wait until every container of a compose project is running and healthy.
+# (`docker compose up --wait` does this on Compose v2; v1 has no --wait.)
+# usage: wait-healthy.sh PROJECT [TIMEOUT_SECONDS]
+set -eu
+project="$1"
+timeout="${2:-180}"
+deadline=$(( $(date +%s) + timeout ))
+while :; do
+    ids=$(docker ps -aq --filter "label=com.docker.compose.project=$project")
+    pending=""
+    for id in $ids; do
+        state=$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$id")
+        case "$state" in
+            *" running healthy"|*" running none") ;;
+            *" exited "*|*" dead "*) echo "wait-healthy: $state" >&2; pending="$pending ${state%% *}" ;;
+            *) pending="$pending ${state%% *}" ;;
+        esac
+    done
+    if [ -n "$ids" ] && [ -z "$pending" ]; then
+        exit 0
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+        echo "wait-healthy: not healthy after ${timeout}s:$pending" >&2
+        for name in $pending; do docker logs --tail 30 "${name#/}" >&2 || true; done
+        exit 1
+    fi
+    sleep 1
+done

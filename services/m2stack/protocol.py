@@ -1,0 +1,324 @@
+"""Mongrel2 1.12 handler wire protocol, sans I/O.
+
+Request (mongrel2 -> handler), one ZeroMQ message::
+
+    SENDER SP CONN_ID SP PATH SP HEADERS BODY
+    HEADERS = LEN:{json},      (protocol='json', the default)
+            | LEN:k,v,...}     (protocol='tnetstring')
+    BODY    = LEN:raw bytes,
+
+Response (handler -> mongrel2)::
+
+    SENDER SP LEN:ID ID ID, SP HTTP-RESPONSE-BYTES      (empty bytes = close)
+
+Everything here maps bytes to values and back; sockets live elsewhere.
+Header names, values and the path are raw client bytes, decoded as UTF-8
+with surrogateescape: no byte is lost and decoding never raises; the app
+layer decides what is invalid.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+from m2stack import tnetstring
+from m2stack.tnetstring import TNetStringError
+
+__all__ = [
+    "MAX_IDS_PER_MESSAGE",
+    "REASONS",
+    "Mongrel2Request",
+    "ProtocolError",
+    "encode_request",
+    "frame_close",
+    "frame_response",
+    "parse_request",
+    "parse_response",
+    "render_http_response",
+]
+
+# Mongrel2 drops a response that addresses more connections than this.
+MAX_IDS_PER_MESSAGE = 128
+
+REASONS: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
+
+_COMMA = ord(",")
+_RBRACKET = ord("]")
+_RBRACE = ord("}")
+
+
+class ProtocolError(ValueError):
+    """The bytes are not a valid Mongrel2 message (the only error raised
+    for malformed input)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mongrel2Request:
+    """One parsed request. ``headers`` maps names to str, or to a list of str
+    for a repeated header; Mongrel2 lowercases client header names and adds
+    trusted upper-case ones (METHOD, PATH, URI, QUERY, VERSION, ...)."""
+
+    sender: bytes
+    conn_id: bytes
+    path: str
+    headers: dict[str, str | list[str]]
+    body: bytes
+    # Decoded once here, so a bad control body fails at parse time.
+    _control: dict | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.headers.get("METHOD") == "JSON":
+            object.__setattr__(self, "_control", _json_object(self.body, "control body"))
+
+    @property
+    def method(self) -> str:
+        return self.headers.get("METHOD", "")
+
+    @property
+    def is_control(self) -> bool:
+        return self.method == "JSON"
+
+    @property
+    def control(self) -> dict | None:
+        return self._control
+
+    @property
+    def is_disconnect(self) -> bool:
+        return self._control is not None and self._control.get("type") == "disconnect"
+
+
+def _json_object(text: bytes | str, what: str) -> dict:
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ProtocolError(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what} is not a JSON object")
+    return value
+
+
+# -- requests --------------------------------------------------------------
+
+
+def parse_request(msg: bytes) -> Mongrel2Request:
+    """Parse one request message as Mongrel2 sends it to a handler."""
+    # Three space-separated tokens; find() + slicing, no split() of the body.
+    sp1 = msg.find(b" ")
+    sp2 = msg.find(b" ", sp1 + 1)
+    sp3 = msg.find(b" ", sp2 + 1)
+    if sp1 <= 0 or sp2 < 0 or sp3 < 0:
+        raise ProtocolError("expected 'SENDER CONN_ID PATH ' prefix")
+    conn_id = msg[sp1 + 1 : sp2]
+    if not conn_id.isdigit():  # also rejects empty; bytes.isdigit is ASCII-only
+        raise ProtocolError(f"connection id {conn_id!r} is not ASCII digits")
+    try:
+        tag, start, stop = tnetstring.scan(msg, sp3 + 1)
+        if tag == _RBRACE:
+            headers = _tnet_headers(msg, start, stop)
+        elif tag == _COMMA:
+            headers = _json_headers(msg[start:stop])
+        else:
+            raise ProtocolError(f"headers end in {chr(tag)!r}, not ',' or '}}'")
+        tag, start, body_stop = tnetstring.scan(msg, stop + 1)
+    except TNetStringError as exc:
+        raise ProtocolError(f"bad netstring: {exc}") from exc
+    if tag != _COMMA:
+        raise ProtocolError("body netstring does not end in ','")
+    if body_stop + 1 != len(msg):
+        raise ProtocolError("trailing bytes after body")
+    method = headers.get("METHOD")
+    if not method or not isinstance(method, str):
+        raise ProtocolError("METHOD header missing or empty")
+    return Mongrel2Request(
+        sender=msg[:sp1],
+        conn_id=conn_id,
+        path=msg[sp2 + 1 : sp3].decode("utf-8", "surrogateescape"),
+        headers=headers,
+        body=msg[start:body_stop],
+    )
+
+
+def _tnet_headers(msg: bytes, pos: int, end: int) -> dict[str, str | list[str]]:
+    # A specialised tnetstring dict walk: only strings and lists of strings
+    # are legal, and decoding straight to str skips an intermediate dict.
+    headers: dict[str, str | list[str]] = {}
+    scan = tnetstring.scan
+    while pos < end:
+        tag, start, stop = scan(msg, pos, end)
+        if tag != _COMMA:
+            raise ProtocolError("header name is not a string")
+        key = msg[start:stop].decode("utf-8", "surrogateescape")
+        if stop + 1 >= end:
+            raise ProtocolError(f"header {key!r} has no value")
+        tag, start, stop = scan(msg, stop + 1, end)
+        if tag == _COMMA:
+            headers[key] = msg[start:stop].decode("utf-8", "surrogateescape")
+        elif tag == _RBRACKET:  # a repeated header
+            values = []
+            while start < stop:
+                tag, vstart, vstop = scan(msg, start, stop)
+                if tag != _COMMA:
+                    raise ProtocolError(f"header {key!r} list holds a non-string")
+                values.append(msg[vstart:vstop].decode("utf-8", "surrogateescape"))
+                start = vstop + 1
+            headers[key] = values
+        else:
+            raise ProtocolError(f"header {key!r} is not a string or list")
+        pos = stop + 1
+    return headers
+
+
+def _json_headers(payload: bytes) -> dict[str, str | list[str]]:
+    # Mongrel2 copies raw header bytes into the JSON, so they may not be
+    # UTF-8; decode like the tnetstring path rather than let json refuse.
+    headers = _json_object(payload.decode("utf-8", "surrogateescape"), "headers")
+    for key, value in headers.items():
+        if not _is_header_value(value):
+            raise ProtocolError(f"header {key!r} is not a string or list of strings")
+    return headers
+
+
+def _is_header_value(value: object) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    )
+
+
+def encode_request(
+    sender: bytes,
+    conn_id: bytes | int | str,
+    path: str,
+    headers: dict,
+    body: bytes,
+    header_format: str = "tnetstring",
+) -> bytes:
+    """Build a request exactly as Mongrel2 would send it (inverse of
+    parse_request). Headers are not checked for METHOD, so tests can build
+    otherwise well-formed but invalid requests."""
+    _check_sender(sender)
+    cid = _conn_id(conn_id)
+    path_b = path.encode("utf-8", "surrogateescape")
+    if b" " in path_b:
+        raise ProtocolError("path may not contain a space")
+    for key, value in headers.items():
+        if not isinstance(key, str) or not _is_header_value(value):
+            raise ProtocolError(f"header {key!r} must map str to str or list of str")
+    try:
+        if header_format == "tnetstring":
+            head = tnetstring.dumps(headers)
+        elif header_format == "json":
+            # ensure_ascii: any str (even a lone surrogate) survives the trip.
+            text = json.dumps(headers, separators=(",", ":")).encode("ascii")
+            head = tnetstring.dumps(text)
+        else:
+            raise ValueError(f"header_format must be 'tnetstring' or 'json', not {header_format!r}")
+        tail = tnetstring.dumps(body)
+    except TNetStringError as exc:
+        raise ProtocolError(str(exc)) from exc
+    return b"%b %b %b %b%b" % (sender, cid, path_b, head, tail)
+
+
+# -- responses -------------------------------------------------------------
+
+
+def _check_sender(sender: bytes) -> None:
+    if not isinstance(sender, bytes):
+        raise TypeError(f"sender must be bytes, not {type(sender).__name__}")
+    if not sender or b" " in sender:
+        raise ProtocolError(f"sender {sender!r} is empty or contains a space")
+
+
+def _conn_id(value: bytes | int | str) -> bytes:
+    if isinstance(value, bytes):
+        out = value
+    elif isinstance(value, str):
+        out = value.encode("ascii", "replace")  # non-ASCII then fails isdigit
+    elif isinstance(value, int) and not isinstance(value, bool):
+        out = b"%d" % value  # negatives fail isdigit below
+    else:
+        raise TypeError(f"connection id must be bytes, int or str, not {type(value).__name__}")
+    if not out.isdigit():
+        raise ProtocolError(f"connection id {value!r} is not ASCII digits")
+    return out
+
+
+def frame_response(
+    sender: bytes, conn_ids: Iterable[bytes | int | str], body: bytes
+) -> list[bytes]:
+    """Address ``body`` to connections, one message per 128 ids."""
+    _check_sender(sender)
+    ids = [_conn_id(c) for c in conn_ids]
+    out = []
+    for i in range(0, len(ids), MAX_IDS_PER_MESSAGE):
+        targets = b" ".join(ids[i : i + MAX_IDS_PER_MESSAGE])
+        out.append(b"%b %d:%b, %b" % (sender, len(targets), targets, body))
+    return out
+
+
+def frame_close(sender: bytes, conn_ids: Iterable[bytes | int | str]) -> list[bytes]:
+    """An empty body tells Mongrel2 to close the connections."""
+    return frame_response(sender, conn_ids, b"")
+
+
+def parse_response(msg: bytes) -> tuple[bytes, list[bytes], bytes]:
+    """Split one framed response into (sender, conn_ids, body)."""
+    sp = msg.find(b" ")
+    if sp <= 0:
+        raise ProtocolError("expected 'SENDER ' prefix")
+    try:
+        tag, start, stop = tnetstring.scan(msg, sp + 1)
+    except TNetStringError as exc:
+        raise ProtocolError(f"bad id netstring: {exc}") from exc
+    if tag != _COMMA or msg[stop + 1 : stop + 2] != b" ":
+        raise ProtocolError("id netstring must end in ', '")
+    ids = msg[start:stop].split(b" ")
+    if len(ids) > MAX_IDS_PER_MESSAGE:
+        raise ProtocolError(f"more than {MAX_IDS_PER_MESSAGE} connection ids")
+    for cid in ids:
+        if not cid.isdigit():
+            raise ProtocolError(f"connection id {cid!r} is not ASCII digits")
+    return msg[:sp], ids, msg[stop + 2 :]
+
+
+# -- HTTP ------------------------------------------------------------------
+
+# RFC 9110 token: a header name with no room for separators or controls.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _check_text(text: str, what: str) -> None:
+    # CR/LF would start a new header or body (response splitting); NUL
+    # truncates in some C parsers.
+    if "\r" in text or "\n" in text or "\0" in text:
+        raise ProtocolError(f"{what} contains CR, LF or NUL: {text!r}")
+
+
+def render_http_response(
+    status: int,
+    reason: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    version: str = "HTTP/1.1",
+) -> bytes:
+    """Render status line, headers and body. Adds nothing (not even
+    Content-Length): the caller owns the header list."""
+    if not isinstance(status, int) or not 100 <= status <= 999:
+        raise ProtocolError(f"status {status!r} is not a 3-digit int")
+    _check_text(version, "version")
+    _check_text(reason, "reason")
+    lines = [f"{version} {status} {reason}\r\n"]
+    for name, value in headers:
+        if not _TOKEN.fullmatch(name):
+            raise ProtocolError(f"header name {name!r} is not a token")
+        _check_text(value, f"header {name!r}")
+        lines.append(f"{name}: {value}\r\n")
+    lines.append("\r\n")
+    try:
+        head = "".join(lines).encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise ProtocolError(f"response head is not latin-1: {exc}") from exc
+    return head + body

@@ -1,0 +1,11 @@
+"""Entry point of the eventlet handler image: patch first, then import anything else."""
+
+import eventlet
+
+eventlet.monkey_patch()
+
+from m2stack.hubs import eventlet_hub  # noqa: E402
+from m2stack.server import main  # noqa: E402
+
+if __name__ == "__main__":
+    raise SystemExit(main(eventlet_hub))

@@ -1,0 +1,11 @@
+"""Entry point of the gevent handler image: patch first, then import anything else."""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+from m2stack.hubs import gevent_hub  # noqa: E402
+from m2stack.server import main  # noqa: E402
+
+if __name__ == "__main__":
+    raise SystemExit(main(gevent_hub))

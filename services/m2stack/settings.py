@@ -1,0 +1,50 @@
+"""Settings from the environment, read once at start-up (12-factor style)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"setting {name} must be an integer, got {raw!r}") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"setting {name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Mongrel2's handler sockets: it binds both, handlers connect.
+    requests_endpoint: str      # mongrel2's PUSH (Handler send_spec)
+    responses_endpoint: str     # mongrel2's SUB (Handler recv_spec)
+    max_in_flight: int          # greenlets per process; when full the loop stops pulling
+    receive_hwm: int            # small, so little is queued in a handler that dies
+    shutdown_grace: float       # seconds to finish in-flight work on SIGTERM
+    drain_quiet: float          # after disconnecting, stop draining after this much silence
+    heartbeat_file: str         # written by the loop, read by the container healthcheck
+    heartbeat_interval: float
+    log_level: str
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(
+            requests_endpoint=os.environ.get("M2_REQUESTS_ENDPOINT", "tcp://127.0.0.1:9997"),
+            responses_endpoint=os.environ.get("M2_RESPONSES_ENDPOINT", "tcp://127.0.0.1:9996"),
+            max_in_flight=_int("HANDLER_MAX_IN_FLIGHT", 10_000),
+            receive_hwm=_int("HANDLER_RECEIVE_HWM", 100),
+            shutdown_grace=_float("HANDLER_SHUTDOWN_GRACE", 10.0),
+            drain_quiet=_float("HANDLER_DRAIN_QUIET", 0.3),
+            heartbeat_file=os.environ.get("HANDLER_HEARTBEAT_FILE", "/tmp/handler-heartbeat"),
+            heartbeat_interval=_float("HANDLER_HEARTBEAT_INTERVAL", 2.0),
+            log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        )
