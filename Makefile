@@ -18,7 +18,7 @@ PYTHON ?= python3
 COMPOSE_FILES := -f docker-compose.yml $(if $(filter eventlet,$(HUB)),-f compose/eventlet.yml)
 STACK := $(COMPOSE) $(COMPOSE_FILES)
 
-.PHONY: help up down build base-image ca-certs env logs ps test test-unit test-integration test-e2e lock clean
+.PHONY: help images up down build base-image ca-certs env logs ps test test-unit test-integration test-e2e lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -68,7 +68,11 @@ test-integration: test-image ## real mongrel2 + real handler processes on loopba
 	.venv/bin/pip install -q --require-hashes --no-deps -r services/requirements/e2e.txt
 	@touch $@
 
-test-e2e: base-image ca-certs .venv/ok ## docker compose stacks driven by real HTTP clients
+images: base-image ca-certs ## build every image the tests and variants use
+	$(COMPOSE) -f docker-compose.yml build
+	$(COMPOSE) -f docker-compose.yml -f compose/eventlet.yml build handler
+
+test-e2e: images .venv/ok ## docker compose stacks driven by real HTTP clients
 	COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q tests/e2e
 
 lock: ## re-lock every requirements file (pip-compile with hashes)

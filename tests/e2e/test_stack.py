@@ -1,0 +1,84 @@
+"""The stack as a user runs it: mongrel2 + 3 handlers, per hub, scaled while serving."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+import requests
+
+
+def test_serves_the_demo_endpoints(stack):
+    response = stack.get("/json")
+    assert response.status_code == 200
+    assert response.json() == {"message": "Hello, World!"}
+    assert response.headers["X-Hub"] == stack.variant.split("-")[1]
+    assert response.headers["X-Front-Door"] == "mongrel2"
+    assert stack.get("/plaintext").text == "Hello, World!"
+    assert stack.get("/sleep?ms=10").json() == {"slept_ms": 10}
+    assert stack.get("/healthz").json()["status"] == "ok"
+    assert stack.get("/static/health.txt").status_code == 200
+
+
+def test_requests_are_spread_over_three_handlers(stack):
+    ids = Counter(stack.get("/json").headers["X-Handler-Id"] for _ in range(60))
+    assert len(ids) == 3, ids
+
+
+def test_handler_exception_is_500_and_that_handler_keeps_serving(stack):
+    failed = stack.get("/error")
+    assert failed.status_code == 500
+    body = failed.json()
+    assert body["error"]["status"] == 500 and body["request_id"] == failed.headers["X-Request-Id"]
+    broken = failed.headers["X-Handler-Id"]
+    for _ in range(30):  # round robin brings us back to the same process soon
+        ok = stack.get("/json")
+        assert ok.status_code == 200
+        if ok.headers["X-Handler-Id"] == broken:
+            break
+    else:
+        pytest.fail(f"handler {broken} never answered again")
+
+
+def test_scaling_down_and_up_keeps_serving_without_restarting_mongrel2(stack):
+    mongrel2_id, = stack.container_ids("mongrel2")
+    started_at = stack.inspect(mongrel2_id)["State"]["StartedAt"]
+    results: list[int | str] = []
+    stop = threading.Event()
+
+    def client():
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                results.append(session.get(stack.url + "/json", timeout=10).status_code)
+            except requests.RequestException as exc:
+                results.append(type(exc).__name__)
+            time.sleep(0.01)
+
+    worker = threading.Thread(target=client)
+    worker.start()
+    try:
+        stack.scale(1)
+        assert len(stack.container_ids("handler")) == 1
+        stack.scale(3)
+        stack.wait_healthy(120)
+        assert len(stack.container_ids("handler")) == 3
+        time.sleep(1)
+    finally:
+        stop.set()
+        worker.join(15)
+    failures = [r for r in results if r != 200]
+    assert len(results) > 50 and not failures, Counter(results)
+    assert stack.container_ids("mongrel2") == [mongrel2_id]
+    assert stack.inspect(mongrel2_id)["State"]["StartedAt"] == started_at, "mongrel2 was restarted"
+    ids = Counter(stack.get("/json").headers["X-Handler-Id"] for _ in range(60))
+    assert len(ids) == 3, ids
+
+
+def test_down_leaves_no_container_network_or_volume(stack):
+    stack.down()
+    assert stack.container_ids(all_states=True) == []
+    assert stack.resources("network") == []
+    assert stack.resources("volume") == []
