@@ -76,7 +76,7 @@ test-e2e: images .venv/ok ## docker compose stacks driven by real HTTP clients
 	COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q tests/e2e
 
 lock: ## re-lock every requirements file (pip-compile with hashes)
-	@for name in gevent eventlet test e2e; do \
+	@for name in gevent eventlet test e2e locust ceiling example-flask; do \
 	  $(PYTHON) -m piptools compile -q --generate-hashes --allow-unsafe --strip-extras --no-header \
 	    -o services/requirements/$$name.txt services/requirements/$$name.in || exit 1; done
 

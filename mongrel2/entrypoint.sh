@@ -28,6 +28,7 @@ script_dir=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 : "${M2_REQUESTS_SPEC:=tcp://*:9997}"
 : "${M2_RESPONSES_SPEC:=tcp://*:9996}"
 : "${M2_CONTENT_LENGTH:=20480}"
+: "${M2_IDLE_TIMEOUT:=20}"
 : "${M2_STATIC_DIR:=/srv/static}"
 : "${M2_ACCESS_LOG:=/dev/stdout}"
 : "${M2_ERROR_LOG:=/dev/stderr}"
@@ -52,6 +53,7 @@ M2_STATIC_DIR=$(CDPATH='' cd -- "$M2_STATIC_DIR" && pwd -P)/
 is_uint() { case $1 in ''|*[!0-9]*) return 1 ;; esac; }
 is_uint "$M2_PORT" && [ "$M2_PORT" -ge 1 ] && [ "$M2_PORT" -le 65535 ] \
     || die "M2_PORT must be 1-65535, got '$M2_PORT'"
+is_uint "$M2_IDLE_TIMEOUT" && [ "$M2_IDLE_TIMEOUT" -ge 1 ] || die "M2_IDLE_TIMEOUT must be a whole number of seconds, got '$M2_IDLE_TIMEOUT'"
 is_uint "$M2_CONTENT_LENGTH" || die "M2_CONTENT_LENGTH must be a number of bytes, got '$M2_CONTENT_LENGTH'"
 case $M2_BIND_ADDR in
     *[!0-9.]* | '') die "M2_BIND_ADDR must be a numeric IPv4 address (mongrel2 does not resolve names), got '$M2_BIND_ADDR'" ;;
@@ -89,7 +91,7 @@ for var in M2_REQUESTS_SPEC M2_RESPONSES_SPEC M2_CONTROL_SPEC M2_STATIC_DIR M2_R
 done
 
 export M2_PORT M2_BIND_ADDR M2_REQUESTS_SPEC M2_RESPONSES_SPEC M2_CONTROL_SPEC \
-       M2_CONTENT_LENGTH M2_STATIC_DIR M2_RUN_DIR M2_ACCESS_LOG M2_ERROR_LOG \
+       M2_CONTENT_LENGTH M2_IDLE_TIMEOUT M2_STATIC_DIR M2_RUN_DIR M2_ACCESS_LOG M2_ERROR_LOG \
        M2_SERVER_UUID M2_SEND_IDENT
 
 # ---- render: literal ${M2_*} substitution (no regex replacement, so '&', '/', '|' in

@@ -13,12 +13,15 @@ import os
 import re
 import secrets
 import socket
+import time
 from http import HTTPStatus
 from http.cookies import SimpleCookie
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 import msgspec
+
+from . import metrics
 
 log = logging.getLogger("m2stack.app")
 
@@ -234,6 +237,8 @@ class Handler:
     `Response` (or raise `HTTPError`). HEAD runs `get` and drops the body.
     """
 
+    route_pattern = "unmatched"
+
     def __init__(self, app: "App", request: Request):
         self.app = app
         self.request = request
@@ -301,6 +306,7 @@ class App:
         """Class decorator: `@app.route("/items/{item_id:int}")`."""
         def register(handler: type[Handler]) -> type[Handler]:
             route = Route(pattern, handler)
+            handler.route_pattern = pattern  # a bounded metrics label, unlike raw paths
             if route.converters:
                 self._dynamic.append(route)
             else:
@@ -325,8 +331,11 @@ class App:
 
     def handle(self, request: Request) -> Response:
         """Run the request through its handler; never raises."""
+        started = time.perf_counter()
+        found = None if request.error else self.resolve(request.path)
+        metrics.IN_FLIGHT.inc()
         try:
-            response = self._dispatch(request)
+            response = self._dispatch(request, found)
         except HTTPError as exc:
             response = error_response(exc.status, exc.message, request.request_id,
                                       exc.details, exc.headers)
@@ -335,6 +344,11 @@ class App:
                           extra={"request_id": request.request_id, "path": request.path,
                                  "method": request.method})
             response = error_response(500, "internal server error", request.request_id)
+        finally:
+            metrics.IN_FLIGHT.dec()
+        route = found[0].route_pattern if found else "unmatched"
+        metrics.observe(route, request.method if request.method in SUPPORTED_METHODS else "other",
+                        response.status, started)
         return self.finish(request, response)
 
     def finish(self, request: Request, response: Response) -> Response:
@@ -349,10 +363,9 @@ class App:
             response.body = b""
         return response
 
-    def _dispatch(self, request: Request) -> Response:
+    def _dispatch(self, request: Request, found) -> Response:
         if request.error is not None:
             raise request.error
-        found = self.resolve(request.path)
         if found is None:
             raise HTTPError(404, "no route for this path", details={"path": request.path[:200]})
         handler_class, params = found

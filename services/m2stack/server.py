@@ -20,9 +20,9 @@ import sys
 import time
 from types import ModuleType
 
-from . import logs, protocol
-from .app import App, Request, Response
-from .demo import create_app
+from . import logs, metrics, protocol
+from .app import App, Request, Response, error_response
+from .wsgi import app_from_env  # the demo app, or any WSGI app named by APP=module:callable
 from .settings import Settings
 
 log = logging.getLogger("m2stack.server")
@@ -84,7 +84,8 @@ class Mongrel2Handler:
         if message.is_control:
             return  # e.g. {"type": "disconnect"}: nothing is waiting for an answer
         request = build_request(message)
-        response = self.app.handle(request)
+        started = time.perf_counter()
+        response = self.run_with_deadline(request)
         close = request.wants_close
         if close:
             response.headers.append(("Connection", "close"))
@@ -92,6 +93,34 @@ class Mongrel2Handler:
             response.headers.append(("Connection", "keep-alive"))
         self.send(message, response_bytes(response), close=close)
         self.served += 1
+        if self.settings.access_log:
+            log.info("request", extra={
+                "request_id": request.request_id, "conn_id": message.conn_id.decode(),
+                "method": request.method, "path": request.path[:200], "status": response.status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+
+    def run_with_deadline(self, request: Request) -> Response:
+        """The app's answer, or 504 when it takes longer than the request timeout.
+
+        Mongrel2 never times a request out itself; without this a stuck handler
+        would hold its client until mongrel2's idle reaper (limits.min_ping).
+        """
+        limit = self.settings.request_timeout
+        if not limit:
+            return self.app.handle(request)
+        deadline = self.hub.Timeout(limit)
+        try:
+            with deadline:
+                return self.app.handle(request)
+        except self.hub.Timeout as fired:
+            if fired is not deadline:
+                raise
+        log.warning("request timed out", extra={"request_id": request.request_id,
+                                                "path": request.path[:200], "timeout": limit})
+        metrics.REQUESTS.labels("deadline", request.method, "504").inc()
+        return self.app.finish(request, error_response(
+            504, "the handler did not finish in time", request.request_id,
+            details={"timeout_seconds": limit}))
 
     def send(self, message: protocol.Mongrel2Request, http: bytes, *, close: bool) -> None:
         for frame in protocol.frame_response(message.sender, (message.conn_id,), http):
@@ -178,6 +207,7 @@ class Mongrel2Handler:
                 log.warning("cannot write heartbeat", extra={"error": str(exc)})
             self.hub.sleep(interval)
             lag = time.monotonic() - started - interval
+            metrics.LOOP_LAG.set(lag)
             if lag > 1.0:
                 log.warning("event loop lag", extra={"lag_seconds": round(lag, 3)})
 
@@ -196,8 +226,11 @@ def response_bytes(response: Response) -> bytes:
 def main(hub: ModuleType) -> int:
     settings = Settings.from_env()
     logs.setup(settings.log_level)
-    app = create_app(hub=hub.NAME, front_door="mongrel2")
+    app = app_from_env(hub=hub.NAME, front_door="mongrel2")
     handler = Mongrel2Handler(hub, app, settings)
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
+    metrics.HUB.labels(hub.NAME, "mongrel2", hub.versions()[hub.NAME]).set(1)
     signal.signal(signal.SIGTERM, handler.request_stop)
     signal.signal(signal.SIGINT, handler.request_stop)
     log.info("handler starting", extra={"hub": hub.NAME, "versions": hub.versions(),

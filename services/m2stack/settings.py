@@ -34,6 +34,9 @@ class Settings:
     heartbeat_file: str         # written by the loop, read by the container healthcheck
     heartbeat_interval: float
     log_level: str
+    request_timeout: float      # a request still running after this gets 504 (0: no limit)
+    metrics_port: int           # Prometheus /metrics on this internal port (0: off)
+    access_log: bool            # one JSON line per request, with request id and conn id
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -47,4 +50,7 @@ class Settings:
             heartbeat_file=os.environ.get("HANDLER_HEARTBEAT_FILE", "/tmp/handler-heartbeat"),
             heartbeat_interval=_float("HANDLER_HEARTBEAT_INTERVAL", 2.0),
             log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+            request_timeout=_float("HANDLER_REQUEST_TIMEOUT", 10.0),
+            metrics_port=_int("METRICS_PORT", 9100),
+            access_log=os.environ.get("ACCESS_LOG", "true").lower() in ("1", "true", "yes", "on"),
         )

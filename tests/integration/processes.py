@@ -18,6 +18,8 @@ HUBS = ["gevent", "eventlet"]
 
 
 class Mongrel2:
+    IDLE_TIMEOUT = 3  # seconds; mongrel2's reaper closes connections idle longer (+ its 5 s tick)
+
     def __init__(self, tmp: Path):
         self.port, self.requests_port, self.responses_port = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -27,7 +29,8 @@ class Mongrel2:
         env = dict(os.environ, M2_PORT=str(self.port), M2_BIND_ADDR="127.0.0.1",
                    M2_REQUESTS_SPEC=self.requests_endpoint, M2_RESPONSES_SPEC=self.responses_endpoint,
                    M2_RUN_DIR=str(tmp / "m2run"), M2_STATIC_DIR=str(ROOT / "mongrel2" / "static"),
-                   M2_ACCESS_LOG="/dev/null", M2_ERROR_LOG="/dev/null")
+                   M2_ACCESS_LOG="/dev/null", M2_ERROR_LOG="/dev/null",
+                   M2_IDLE_TIMEOUT=str(self.IDLE_TIMEOUT))
         self.process = subprocess.Popen(["sh", str(ROOT / "mongrel2" / "entrypoint.sh")],
                                         env=env, stdout=self.log, stderr=self.log)
         wait_until(lambda: urllib.request.urlopen(self.url + "/static/health.txt", timeout=1).status == 200,
@@ -53,7 +56,8 @@ class HandlerProcess:
                    M2_REQUESTS_ENDPOINT=requests_endpoint or mongrel2.requests_endpoint,
                    M2_RESPONSES_ENDPOINT=responses_endpoint or mongrel2.responses_endpoint,
                    HANDLER_HEARTBEAT_FILE=str(self.heartbeat), HANDLER_HEARTBEAT_INTERVAL="0.5",
-                   PYTHONPATH=str(ROOT / "services"), **extra_env)
+                   PYTHONPATH=str(ROOT / "services"))
+        env.update({"METRICS_PORT": "0", **extra_env})
         self.process = subprocess.Popen([sys.executable, "-m", f"m2stack.run_{hub}"],
                                         env=env, stdout=self.log, stderr=subprocess.STDOUT)
 

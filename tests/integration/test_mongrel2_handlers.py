@@ -161,3 +161,68 @@ def test_malformed_messages_are_dropped_and_the_loop_keeps_serving(hub, tmp_path
     finally:
         process.stop()
         context.destroy(linger=0)
+
+
+def test_request_over_the_deadline_gets_504_and_the_handler_keeps_serving(mongrel2, tmp_path):
+    from processes import HandlerProcess
+
+    for hub in ("gevent", "eventlet"):
+        process = HandlerProcess(hub, mongrel2, tmp_path, HANDLER_REQUEST_TIMEOUT="1")
+        try:
+            process.wait_connected()
+            started = time.monotonic()
+            status, headers, body = get(mongrel2.url, "/sleep?ms=5000")
+            elapsed = time.monotonic() - started
+            assert status == 504, body
+            assert json.loads(body)["error"]["details"] == {"timeout_seconds": 1.0}
+            assert 0.9 < elapsed < 3, elapsed
+            assert get(mongrel2.url, "/json")[0] == 200
+        finally:
+            process.stop()
+
+
+def test_metrics_endpoint_counts_requests(mongrel2, tmp_path):
+    from processes import HandlerProcess
+    from support import free_port
+
+    for hub in ("gevent", "eventlet"):
+        port = free_port()
+        process = HandlerProcess(hub, mongrel2, tmp_path, METRICS_PORT=str(port))
+        try:
+            process.wait_connected()
+            for _ in range(3):
+                assert get(mongrel2.url, "/json")[0] == 200
+            assert get(mongrel2.url, "/nope")[0] == 404
+            status, _, body = get(f"http://127.0.0.1:{port}", "/metrics")
+            text = body.decode()
+            assert status == 200
+            assert 'm2stack_requests_total{method="GET",route="/json",status="200"} 3.0' in text
+            assert 'm2stack_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+            assert f'm2stack_hub_info{{front_door="mongrel2",hub="{hub}"' in text
+            assert "m2stack_event_loop_lag_seconds" in text
+            assert "m2stack_in_flight_requests" in text
+        finally:
+            process.stop()
+
+
+def test_mongrel2_closes_a_connection_whose_handler_never_answers(mongrel2):
+    """A handler that takes a request and dies: the client is not held forever."""
+    import zmq
+
+    context = zmq.Context()
+    black_hole = context.socket(zmq.PULL)  # swallows requests, never answers
+    black_hole.connect(mongrel2.requests_endpoint)
+    try:
+        time.sleep(0.3)
+        parts = urlsplit(mongrel2.url)
+        started = time.monotonic()
+        with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+            sock.sendall(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert black_hole.poll(5000), "mongrel2 did not route the request to the black hole"
+            black_hole.recv()
+            assert sock.recv(65536) == b""  # closed by mongrel2's reaper, no response
+        waited = time.monotonic() - started
+        bound = mongrel2.IDLE_TIMEOUT + 5 + 1
+        assert waited < bound, f"client waited {waited:.1f}s, bound {bound}s"
+    finally:
+        context.destroy(linger=0)

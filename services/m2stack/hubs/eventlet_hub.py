@@ -7,6 +7,7 @@ import eventlet.greenpool
 from eventlet.green import zmq
 
 NAME = "eventlet"
+Timeout = eventlet.Timeout  # `with Timeout(s):` raises itself in the greenlet after s seconds
 
 
 def versions() -> dict[str, str]:

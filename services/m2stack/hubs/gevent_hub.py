@@ -7,6 +7,7 @@ import gevent.pool
 import zmq.green as zmq
 
 NAME = "gevent"
+Timeout = gevent.Timeout  # `with Timeout(s):` raises itself in the greenlet after s seconds
 
 
 def versions() -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Example WSGI applications served by the Mongrel2 handler images (APP=module:callable)."""
