@@ -7,6 +7,7 @@ written twice.
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 from .app import App, Handler, HTTPError, Response
 
@@ -59,9 +60,33 @@ class Echo(Handler):
         return self.json({"received": self.request.json()})
 
 
+@routes.route("/redirect")
+class Redirect(Handler):
+    """Input that ends up in a response header: a local path only, never CR/LF.
+
+    Refusing here gives the client a 400 it can act on; Response.set_header would
+    also refuse, but as a 500, because by then it is the server's mistake.
+    """
+
+    def get(self) -> Response:
+        target = self.request.argument("to", "/")
+        if not target.startswith("/") or target.startswith("//") or \
+                any(ord(c) < 0x20 or c == "\x7f" or c == "\\" for c in target):
+            raise HTTPError(400, "'to' must be a local path without control characters",
+                            details={"argument": "to"})
+        location = quote(target, safe="/?=&%#:;@!$'()*+,~-._")  # headers are ASCII
+        response = self.json({"location": location}, status=302)
+        response.set_header("Location", location)
+        return response
+
+
 def create_app(*, hub: str, front_door: str) -> App:
+    from . import fanout, items, world  # PostgreSQL and outbound HTTP endpoints (issue 4)
+
     app = App(hub=hub, front_door=front_door)
     app.include(routes)
+    for module in (world, items, fanout):
+        app.include(module.routes)
     return app
 
 

@@ -91,7 +91,14 @@ class Mongrel2Handler:
             response.headers.append(("Connection", "close"))
         elif request.version == "HTTP/1.0":
             response.headers.append(("Connection", "keep-alive"))
-        self.send(message, response_bytes(response), close=close)
+        try:
+            http = response_bytes(response)
+        except protocol.ProtocolError:  # e.g. a header a handler set that cannot be sent
+            log.exception("unsendable response", extra={"request_id": request.request_id})
+            response = self.app.finish(request, error_response(
+                500, "internal server error", request.request_id))
+            http = response_bytes(response)
+        self.send(message, http, close=close)
         self.served += 1
         if self.settings.access_log:
             log.info("request", extra={

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import eventlet
 import eventlet.greenpool
+import eventlet.semaphore
+from eventlet.hubs import trampoline
 from eventlet.green import zmq
 
 NAME = "eventlet"
@@ -48,3 +50,29 @@ def receive(socket, timeout: float) -> bytes | None:
     with eventlet.Timeout(timeout, False):
         return socket.recv()
     return None
+
+
+# -- app-level I/O (m2stack.db, m2stack.fanout) ----------------------------------------
+
+def make_semaphore(size: int) -> eventlet.semaphore.BoundedSemaphore:
+    return eventlet.semaphore.BoundedSemaphore(size)  # acquire(timeout=s) parks only this greenlet
+
+
+def map_concurrently(function, items: list) -> list:
+    """`function` over `items`, one greenlet each, results in order."""
+    return list(eventlet.greenpool.GreenPool(max(1, len(items))).imap(function, items))
+
+
+def wait_for_db(conn) -> None:
+    """psycopg2 wait callback: drive libpq's non-blocking poll, park on its socket meanwhile.
+    (States are psycopg2.extensions.POLL_OK/READ/WRITE = 0/1/2.)"""
+    while True:
+        state = conn.poll()
+        if state == 0:
+            return
+        if state == 1:
+            trampoline(conn.fileno(), read=True)
+        elif state == 2:
+            trampoline(conn.fileno(), write=True)
+        else:
+            raise OSError(f"unexpected psycopg2 poll state {state!r}")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gevent
+import gevent.lock
 import gevent.pool
+from gevent.socket import wait_read, wait_write
 import zmq.green as zmq
 
 NAME = "gevent"
@@ -46,3 +48,29 @@ def receive(socket, timeout: float) -> bytes | None:
     with gevent.Timeout(timeout, False):
         return socket.recv()
     return None
+
+
+# -- app-level I/O (m2stack.db, m2stack.fanout) ----------------------------------------
+
+def make_semaphore(size: int) -> gevent.lock.BoundedSemaphore:
+    return gevent.lock.BoundedSemaphore(size)  # acquire(timeout=s) parks only this greenlet
+
+
+def map_concurrently(function, items: list) -> list:
+    """`function` over `items`, one greenlet each, results in order."""
+    return gevent.pool.Group().map(function, items)
+
+
+def wait_for_db(conn) -> None:
+    """psycopg2 wait callback: drive libpq's non-blocking poll, park on its socket meanwhile.
+    (States are psycopg2.extensions.POLL_OK/READ/WRITE = 0/1/2.)"""
+    while True:
+        state = conn.poll()
+        if state == 0:
+            return
+        if state == 1:
+            wait_read(conn.fileno())
+        elif state == 2:
+            wait_write(conn.fileno())
+        else:
+            raise OSError(f"unexpected psycopg2 poll state {state!r}")

@@ -1,0 +1,188 @@
+"""PostgreSQL for the app: one bounded pool of psycopg2 connections per process.
+
+Why psycopg2 (binary wheel, libpq inside) with a wait callback: libpq is the reference
+client, and psycopg2's `set_wait_callback` turns every libpq call (connect, query,
+fetch) into non-blocking polls; the callback - `wait_for_db` in hubs/gevent_hub.py and
+hubs/eventlet_hub.py, mirror images - parks only the calling greenlet on the socket
+while the hub runs others. One module for both hubs; the hub decides how to wait.
+
+libpq resolves host names with a blocking getaddrinfo(); we resolve with the (patched,
+cooperative) `socket.getaddrinfo` first and hand libpq the address (`hostaddr`).
+
+Failure policy, all as JSON errors from the app:
+  - no free connection within DB_POOL_TIMEOUT seconds: 503 "database pool exhausted";
+  - cannot connect, or the connection broke: 503 "database unavailable"; the broken
+    connection and every idle one (they share its fate: a restarted server) are
+    dropped, so the first request after the database returns gets a fresh connection;
+  - any other error inside a transaction: ROLLBACK, nothing half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .app import HTTPError
+from .hubs import load as load_hub
+from .settings import _float, _int
+
+log = logging.getLogger("m2stack.db")
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    host: str
+    port: int
+    name: str
+    user: str
+    password: str
+    pool_size: int           # connections per process, at most
+    pool_timeout: float      # seconds a request waits for a free connection, then 503
+    connect_timeout: float   # seconds to establish a connection, then 503
+    statement_timeout_ms: int  # server-side cap on any statement (0: none)
+
+    @classmethod
+    def from_env(cls) -> "DatabaseSettings":
+        return cls(
+            host=os.environ.get("DB_HOST", "db"),
+            port=_int("DB_PORT", 5432),
+            name=os.environ.get("DB_NAME", "hello_world"),
+            user=os.environ.get("DB_USER", "m2stack"),
+            password=os.environ.get("DB_PASSWORD", ""),
+            pool_size=max(1, _int("DB_POOL_SIZE", 20)),
+            pool_timeout=_float("DB_POOL_TIMEOUT", 2.0),
+            connect_timeout=_float("DB_CONNECT_TIMEOUT", 3.0),
+            statement_timeout_ms=_int("DB_STATEMENT_TIMEOUT_MS", 5000),
+        )
+
+
+def unavailable(reason: str) -> HTTPError:
+    return HTTPError(503, "database unavailable", details={"reason": reason[:200]},
+                     headers=[("Retry-After", "1")])
+
+
+class Pool:
+    """At most `pool_size` connections; idle ones are reused (LIFO), broken ones dropped."""
+
+    def __init__(self, settings: DatabaseSettings, hub_name: str):
+        import psycopg2
+        import psycopg2.extensions
+
+        self.pg = psycopg2
+        self.settings = settings
+        self.hub = load_hub(hub_name)
+        if self.hub.wait_for_db is not None:
+            psycopg2.extensions.set_wait_callback(self.hub.wait_for_db)
+        self._slots = self.hub.make_semaphore(settings.pool_size)
+        self._idle: list[Any] = []
+        self.opened = 0  # connections opened over the process's life (for tests and logs)
+
+    # -- connections -------------------------------------------------------------------
+
+    def _connect(self):
+        s = self.settings
+        try:
+            with self.hub.Timeout(s.connect_timeout, unavailable("connect timed out")):
+                # Cooperative resolution (patched by the hub); libpq's own would block.
+                address = socket.getaddrinfo(s.host, s.port, type=socket.SOCK_STREAM)[0][4][0]
+                options = f"-c statement_timeout={s.statement_timeout_ms}"
+                conn = self.pg.connect(host=s.host, hostaddr=address, port=s.port, dbname=s.name,
+                                       user=s.user, password=s.password, options=options,
+                                       application_name="m2stack", keepalives=1,
+                                       keepalives_idle=10, keepalives_interval=5,
+                                       keepalives_count=3)
+        except (OSError, self.pg.Error) as exc:
+            raise unavailable(f"{type(exc).__name__}: {str(exc).strip()}") from None
+        conn.autocommit = True  # reads are one statement each; `transaction()` adds BEGIN
+        self.opened += 1
+        return conn
+
+    def _discard(self, conn) -> None:
+        try:
+            conn.close()
+        except Exception:
+            pass
+
+    def _flush_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._discard(conn)
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A connection for the duration of the block; 503 when none can be had."""
+        started = time.monotonic()
+        if not self._slots.acquire(timeout=self.settings.pool_timeout):
+            raise HTTPError(503, "database pool exhausted",
+                            details={"pool_size": self.settings.pool_size,
+                                     "waited_seconds": round(time.monotonic() - started, 3)},
+                            headers=[("Retry-After", "1")])
+        try:
+            conn = self._idle.pop() if self._idle else self._connect()
+            try:
+                yield conn
+            except (self.pg.OperationalError, self.pg.InterfaceError) as exc:
+                if conn.closed:
+                    # Lost the server: the idle ones most likely too (restart, failover).
+                    self._discard(conn)
+                    self._flush_idle()
+                    log.warning("database connection lost", extra={"error": str(exc).strip()[:200]})
+                    raise unavailable(f"{type(exc).__name__}: {str(exc).strip()}") from None
+                self._release(conn)  # e.g. statement_timeout: the connection is fine
+                raise unavailable(f"{type(exc).__name__}: {str(exc).strip()}") from None
+            except BaseException:
+                self._release(conn)  # handler error, or a deadline Timeout mid-query
+                raise
+            else:
+                self._release(conn)
+        finally:
+            self._slots.release()
+
+    def _release(self, conn) -> None:
+        """Back to the idle list if it is open and outside any transaction, else closed."""
+        extensions = self.pg.extensions
+        if (not conn.closed and not conn.isexecuting()
+                and conn.info.transaction_status == extensions.TRANSACTION_STATUS_IDLE):
+            self._idle.append(conn)
+        else:
+            self._discard(conn)
+
+    # -- what handlers use -------------------------------------------------------------
+
+    @contextmanager
+    def cursor(self) -> Iterator[Any]:
+        """Autocommit: each statement is its own transaction (reads)."""
+        with self.connection() as conn, conn.cursor() as cursor:
+            yield cursor
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """BEGIN ... COMMIT, or ROLLBACK on any error: all of it is written, or none."""
+        with self.connection() as conn, conn.cursor() as cursor:
+            cursor.execute("BEGIN")
+            try:
+                yield cursor
+            except BaseException:
+                if not conn.closed and not conn.isexecuting():
+                    try:
+                        cursor.execute("ROLLBACK")
+                    except self.pg.Error:
+                        pass  # then the connection is closed by `connection()`
+                raise
+            cursor.execute("COMMIT")
+
+
+_pools: dict[str, Pool] = {}
+
+
+def pool(hub_name: str) -> Pool:
+    """This process's pool (created on first use, so after any fork and any patching)."""
+    found = _pools.get(hub_name)
+    if found is None:
+        found = _pools[hub_name] = Pool(DatabaseSettings.from_env(), hub_name)
+    return found

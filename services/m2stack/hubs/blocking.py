@@ -1,0 +1,32 @@
+"""No hub: the app-level I/O primitives of gevent_hub/eventlet_hub for plain threads.
+
+Used when the app runs without a hub (unit tests, `hub="none"`): correct, not concurrent.
+"""
+
+from __future__ import annotations
+
+import threading
+
+NAME = "none"
+wait_for_db = None  # psycopg2's default: block in libpq
+
+
+class Timeout(Exception):
+    """Accepted for symmetry; never fires without a hub."""
+
+    def __init__(self, seconds: float | None = None, exception=None):
+        super().__init__(seconds)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> bool:
+        return False
+
+
+def make_semaphore(size: int) -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(size)
+
+
+def map_concurrently(function, items: list) -> list:
+    return [function(item) for item in items]
