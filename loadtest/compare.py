@@ -12,9 +12,10 @@ cgroup, and keep the raw files. The stack is torn down after the variant, also o
 
 Settings (environment): VARIANTS, SCENARIOS, DURATION, WARMUP (seconds), USERS,
 USERS_<SCENARIO> (e.g. USERS_SLEEP=5000), SPAWN_RATE, HANDLERS, LOCUST_WORKERS,
-HANDLER_CPUS, MONGREL2_CPUS, LOCUST_CPUS, WRK_THREADS, WRK_CONNECTIONS, ACCESS_LOG,
-REPORT_DIR. Output: reports/<timestamp>/ (report.md, *.png, results.json, results.csv,
-settings.json, machine.json, raw/).
+HANDLER_CPUS, MONGREL2_CPUS, DB_CPUS, LOCUST_CPUS, WRK_THREADS, WRK_CONNECTIONS, ACCESS_LOG,
+REPORT_DIR, COMPARE_PROJECT_PREFIX (compose projects are <prefix>-<variant>, default m2cmp).
+Output: reports/<timestamp>/ (report.md, *.png, results.json, results.csv, settings.json,
+machine.json, raw/).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shlex
 import signal
 import socket
@@ -114,6 +116,7 @@ class Settings:
     locust_workers: int
     handler_cpus: str
     mongrel2_cpus: str
+    db_cpus: str
     locust_cpus: str
     wrk_threads: int
     wrk_connections: int | None
@@ -136,6 +139,7 @@ class Settings:
             locust_workers=int(get("LOCUST_WORKERS", "1")),
             handler_cpus=get("HANDLER_CPUS", "1.0"),
             mongrel2_cpus=get("MONGREL2_CPUS", "1.0"),
+            db_cpus=get("DB_CPUS", "1.0"),
             locust_cpus=get("LOCUST_CPUS", "1.0"),
             wrk_threads=int(get("WRK_THREADS", "2")),
             wrk_connections=int(get("WRK_CONNECTIONS", "0")) or None,
@@ -241,7 +245,7 @@ class Sampler:
         self._ids: list[str] = []
 
     def _list(self) -> list[str]:
-        out = subprocess.run(["docker", "ps", "-q", "--no-trunc", "--filter",
+        out = subprocess.run(["docker", "ps", "--no-trunc", "--filter",
                               f"label=com.docker.compose.project={self.project}", "--format",
                               '{{.ID}} {{.Label "com.docker.compose.service"}}'],
                              capture_output=True, text=True, timeout=30).stdout
@@ -258,9 +262,11 @@ class Sampler:
             self._ids, self._listed_at = self._list(), now
         missing = []
         for cid in self._ids:
-            cpu = cgroup_cpu_seconds(cid)
+            cpu = cgroup_cpu_seconds(cid) if self.source == "cgroup" else None
             memory = cgroup_memory_bytes(cid)
             if cpu is None:
+                if self.source == "cgroup" and not initial:
+                    continue  # the container ended between `docker ps` and the read
                 missing.append(cid)
                 continue
             if cid not in self.first:
@@ -269,7 +275,7 @@ class Sampler:
             if memory is not None:
                 self.peak_memory[cid] = max(self.peak_memory.get(cid, 0), memory)
         if missing:  # integrate docker stats' CPU fraction over the time since the last call
-            self.source = "docker stats"
+            self.source = "docker stats"  # cgroups not readable here: coarser, from now on
             started = time.monotonic()
             for cid, (fraction, memory) in _docker_stats(missing).items():
                 full = next((c for c in missing if c.startswith(cid)), cid)
@@ -324,7 +330,7 @@ class Stack:
         self.name = name
         self.variant = variant
         self.settings = settings
-        self.project = f"m2cmp-{name}"
+        self.project = f"{os.environ.get('COMPARE_PROJECT_PREFIX') or 'm2cmp'}-{name}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ)
@@ -336,6 +342,9 @@ class Stack:
             "MONGREL2_CPUS": settings.mongrel2_cpus,
             "LOCUST_CPUS": settings.locust_cpus,
             "ACCESS_LOG": settings.access_log,
+            "DB_CPUS": settings.db_cpus,
+            # A throwaway stack: its own database password unless one is given.
+            "DB_PASSWORD": os.environ.get("DB_PASSWORD") or secrets.token_hex(16),
         })
         if not variant.scaled:  # one container, HANDLERS processes, as many CPUs as N handlers
             self.env[variant.workers_env] = str(settings.handlers)
@@ -343,9 +352,10 @@ class Stack:
         self.files = [*variant.files, LOADTEST_FILE]
 
     def compose(self, *args: str, timeout: float = 300, check: bool = True,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+                env: dict[str, str] | None = None, generator: bool = True) -> subprocess.CompletedProcess:
+        """Compose on this project; generator=False leaves compose/loadtest.yml out."""
         command = [*COMPOSE, "-p", self.project]
-        for file in self.files:
+        for file in (self.files if generator else self.variant.files):
             command += ["-f", str(ROOT / file)]
         result = subprocess.run([*command, *args], cwd=ROOT, env={**self.env, **(env or {})},
                                 capture_output=True, text=True, timeout=timeout)
@@ -356,11 +366,11 @@ class Stack:
 
     def up(self) -> None:
         self.down()  # leftovers of an interrupted run of the same project
-        services = [s for s in self.compose("config", "--services").stdout.split()
-                    if s not in GENERATOR_SERVICES]
         scale = ["--scale", f"{self.variant.handler_service}={self.settings.handlers}"] \
             if self.variant.scaled else []
-        self.compose("up", "-d", *scale, *services, timeout=600)
+        # The variant's files only: the Locust services start per run (run_locust), and the
+        # variant's own profiles decide which services exist (the WSGI overlays).
+        self.compose("up", "-d", *scale, timeout=600, generator=False)
         wait = subprocess.run([str(ROOT / "scripts" / "wait-healthy.sh"), self.project, "240"],
                               capture_output=True, text=True, timeout=300)
         if wait.returncode != 0:
@@ -598,6 +608,15 @@ class Progress:
         self.line(f"{variant} · {scenario}: n/a ({why})")
 
 
+def _summary(exc: BaseException) -> str:
+    """The first line of an error and its last meaningful line (where the cause usually is)."""
+    lines = [l.strip() for l in str(exc).splitlines() if l.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+    return text.replace("|", "/")[:300]
+
+
 def _fmt(value, digits: int = 0) -> str:
     if value is None:
         return "–"
@@ -618,6 +637,7 @@ def machine_description() -> dict:
     meminfo = _read("/proc/meminfo") or ""
     mem_kib = next((int(l.split()[1]) for l in meminfo.splitlines() if l.startswith("MemTotal")), 0)
     return {
+        "started": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "cpu_model": model,
         "cpus": os.cpu_count(),
         "memory_gib": round(mem_kib / 2 ** 20, 1),
@@ -693,7 +713,7 @@ def write_charts(out: Path, rows: list[dict], scenarios: list[str]) -> list[str]
 
 def write_report(out: Path, settings: Settings, machine: dict, rows: list[dict],
                  charts: list[str], interrupted: bool) -> None:
-    lines = [f"# Load-test comparison, {out.name}", ""]
+    lines = [f"# Load-test comparison, {machine['started']}", ""]
     if interrupted:
         lines += ["**Interrupted: the tables hold only what finished.**", ""]
     lines += [
@@ -701,7 +721,7 @@ def write_report(out: Path, settings: Settings, machine: dict, rows: list[dict],
         f"of warm-up; {settings.users} Locust users unless the scenario says otherwise, "
         f"{settings.locust_workers} Locust worker(s) at {settings.locust_cpus} CPU each; "
         f"{settings.handlers} handler process(es) at {settings.handler_cpus} CPU each, "
-        f"mongrel2 at {settings.mongrel2_cpus} CPU; access log {settings.access_log}.",
+        f"mongrel2 at {settings.mongrel2_cpus} CPU, database at {settings.db_cpus} CPU; access log {settings.access_log}.",
         f"Machine: {machine['cpu_model']}, {machine['cpus']} CPUs, {machine['memory_gib']} GiB, "
         f"Docker {machine['docker']}, commit {machine['git_commit']}"
         f"{' (dirty)' if machine['git_dirty'] else ''}. The load generator runs on the same machine.",
@@ -788,7 +808,7 @@ def main() -> int:
                         errors = True
                         progress.skip(name, scenario, f"error: {str(exc)[:500]}")
                         rows.append({"variant": name, "scenario": scenario, "status": "error",
-                                     "note": str(exc).splitlines()[0][:200]})
+                                     "note": _summary(exc)})
                     write_results(out, rows)
             except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
                 errors = True
@@ -798,7 +818,7 @@ def main() -> int:
                     if scenario not in done:
                         progress.runs_done += 1
                         rows.append({"variant": name, "scenario": scenario, "status": "error",
-                                     "note": str(exc).splitlines()[0][:200]})
+                                     "note": _summary(exc)})
                 (out / "raw" / name).mkdir(parents=True, exist_ok=True)
                 (out / "raw" / name / "compose.log").write_text(stack.compose(
                     "logs", "--no-color", "--tail", "200", check=False).stdout)

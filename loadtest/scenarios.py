@@ -25,9 +25,11 @@ QUERIES = _env_int("QUERIES", 20)        # /queries and /updates: rows per reque
 FANOUT = _env_int("FANOUT", 10)          # /fanout: outbound requests per request
 
 # POST /items: a body the app accepts, and ones it must refuse with a given 4xx.
+# (the ItemIn Struct of services/m2stack/items.py)
 ITEM_VALID = os.environ.get("ITEM_JSON") or json.dumps(
-    {"name": "load-test item", "price": 9.5, "quantity": 3, "tags": ["locust"]})
-ITEM_INVALID_FIELDS = json.dumps({"name": 12345, "price": "not a number", "quantity": -1})
+    {"name": "load-test item", "price_cents": 950, "owner_email": "load@example.com",
+     "tags": ["locust"]})
+ITEM_INVALID_FIELDS = json.dumps({"name": "", "price_cents": -1, "owner_email": "nobody"})
 ITEM_MALFORMED = '{"name": "unterminated'
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -62,7 +64,7 @@ QUERIES_REQ = Request(f"GET /queries?queries={QUERIES}", f"/queries?queries={QUE
 FORTUNES = Request("GET /fortunes", "/fortunes", contains=b"<table")
 UPDATES = Request(f"GET /updates?queries={QUERIES}", f"/updates?queries={QUERIES}",
                   contains=b"randomNumber")
-FANOUT_REQ = Request(f"GET /fanout?n={FANOUT}", f"/fanout?n={FANOUT}")
+FANOUT_REQ = Request(f"GET /fanout?n={FANOUT}", f"/fanout?n={FANOUT}", contains=b'"failed":0')
 VALIDATION = (
     Request("POST /items (valid)", "/items", "POST", (201,), b'"id"', ITEM_VALID,
             JSON_HEADERS, weight=4),

@@ -20,7 +20,7 @@ import time
 
 import zmq
 
-from . import logs, protocol
+from . import protocol
 from .settings import Settings
 
 log = logging.getLogger("m2stack.ceiling")
@@ -77,7 +77,8 @@ def answer(raw: bytes) -> list[bytes]:
 
 def main() -> int:
     settings = Settings.from_env()
-    logs.setup(settings.log_level)
+    # Plain logging: m2stack.logs needs msgspec, and this image carries pyzmq only.
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stopping = False
 
     def stop(_signum, _frame):
@@ -105,8 +106,7 @@ def main() -> int:
         except zmq.Again:
             continue
     requests.connect(settings.requests_endpoint)
-    log.info("ceiling handler connected", extra={"pyzmq": zmq.pyzmq_version(),
-                                                 "libzmq": zmq.zmq_version()})
+    log.info("ceiling handler connected (pyzmq %s, libzmq %s)", zmq.pyzmq_version(), zmq.zmq_version())
 
     served = 0
     next_beat = 0.0
@@ -128,7 +128,7 @@ def main() -> int:
     requests.close()
     responses.close()
     context.term()
-    log.info("stopped", extra={"served": served})
+    log.info("stopped after %d requests", served)
     return 0
 
 

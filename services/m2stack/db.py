@@ -61,6 +61,11 @@ class DatabaseSettings:
         )
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def unavailable(reason: str) -> HTTPError:
     return HTTPError(503, "database unavailable", details={"reason": reason[:200]},
                      headers=[("Retry-After", "1")])
@@ -97,7 +102,7 @@ class Pool:
                                        keepalives_idle=10, keepalives_interval=5,
                                        keepalives_count=3)
         except (OSError, self.pg.Error) as exc:
-            raise unavailable(f"{type(exc).__name__}: {str(exc).strip()}") from None
+            raise unavailable(_first_line(exc)) from None
         conn.autocommit = True  # reads are one statement each; `transaction()` adds BEGIN
         self.opened += 1
         return conn
@@ -132,9 +137,9 @@ class Pool:
                     self._discard(conn)
                     self._flush_idle()
                     log.warning("database connection lost", extra={"error": str(exc).strip()[:200]})
-                    raise unavailable(f"{type(exc).__name__}: {str(exc).strip()}") from None
+                    raise unavailable(_first_line(exc)) from None
                 self._release(conn)  # e.g. statement_timeout: the connection is fine
-                raise unavailable(f"{type(exc).__name__}: {str(exc).strip()}") from None
+                raise unavailable(_first_line(exc)) from None
             except BaseException:
                 self._release(conn)  # handler error, or a deadline Timeout mid-query
                 raise

@@ -18,12 +18,17 @@ from __future__ import annotations
 import functools
 import importlib
 import io
+import logging
 import os
 import sys
 from typing import Any, Callable, Iterable
 from urllib.parse import quote, urlencode, urlsplit
 
-from .app import App, Handler, HTTPError, Request, Response
+from .app import App, Handler, HTTPError, Request, Response, error_response
+from .hubs import load as load_hub
+from .settings import Settings
+
+log = logging.getLogger("m2stack.wsgi")
 
 DEFAULT_MAX_BODY = 20480  # mongrel2's limits.content_length default: one limit for both doors
 # RFC 9110 section 7.6.1 plus Transfer-Encoding and Content-Length, which the server owns.
@@ -128,14 +133,37 @@ def build_request(environ: dict, max_body: int) -> Request:
 
 
 class WSGIAdapter:
-    """The app as a PEP 3333 application."""
+    """The app as a PEP 3333 application.
 
-    def __init__(self, app: App, *, max_body: int = DEFAULT_MAX_BODY):
+    `request_timeout` (seconds, 0 for none) answers 504 like the Mongrel2 front door
+    does, using the hub's Timeout (`hubs.load(app.hub)`; without a hub it never fires).
+    """
+
+    def __init__(self, app: App, *, max_body: int = DEFAULT_MAX_BODY, request_timeout: float = 0):
         self.app = app
         self.max_body = max_body
+        self.request_timeout = request_timeout
+        self.hub = load_hub(app.hub)
+
+    def handle(self, request: Request) -> Response:
+        limit = self.request_timeout
+        if not limit:
+            return self.app.handle(request)
+        deadline = self.hub.Timeout(limit)
+        try:
+            with deadline:
+                return self.app.handle(request)
+        except self.hub.Timeout as fired:
+            if fired is not deadline:
+                raise
+        log.warning("request timed out", extra={"request_id": request.request_id,
+                                                "path": request.path[:200], "timeout": limit})
+        return self.app.finish(request, error_response(
+            504, "the handler did not finish in time", request.request_id,
+            details={"timeout_seconds": limit}))
 
     def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
-        response = self.app.handle(build_request(environ, self.max_body))
+        response = self.handle(build_request(environ, self.max_body))
         headers = [(name, value) for name, value in response.headers
                    if name.lower() not in HOP_BY_HOP]
         start_response(f"{response.status} {response.reason}", headers)
@@ -155,8 +183,11 @@ def running_hub() -> str:
 
 @functools.lru_cache(maxsize=None)
 def _default_adapter() -> WSGIAdapter:
+    from . import logs
     from .demo import create_app
-    return WSGIAdapter(create_app(hub=running_hub(), front_door="wsgi"), max_body=max_body_from_env())
+    logs.setup(os.environ.get("LOG_LEVEL", "INFO").upper())  # the app's JSON lines; Gunicorn keeps its own
+    return WSGIAdapter(create_app(hub=running_hub(), front_door="wsgi"), max_body=max_body_from_env(),
+                       request_timeout=Settings.from_env().request_timeout)
 
 
 def application(environ: dict, start_response: Callable) -> list[bytes]:

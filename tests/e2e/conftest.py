@@ -2,7 +2,7 @@
 
 import pytest
 
-from stack import VARIANTS, Stack
+from stack import MONGREL2_VARIANTS, Stack
 from support import require
 
 
@@ -18,10 +18,11 @@ def docker_available():
         pytest.skip(message)
 
 
-@pytest.fixture(scope="module", params=list(VARIANTS))
+@pytest.fixture(scope="module", params=list(MONGREL2_VARIANTS))
 def stack(request, docker_available):
-    """A running stack per variant, with 3 handlers, shared by a module's tests."""
-    stack = Stack(request.param, VARIANTS[request.param])
+    """A running Mongrel2 stack per hub, with 3 handlers, shared by a module's tests.
+    (tests/e2e/test_parity.py runs every variant, the WSGI ones included.)"""
+    stack = Stack(request.param, MONGREL2_VARIANTS[request.param])
     stack.variant = request.param
     try:
         stack.up(handlers=3)

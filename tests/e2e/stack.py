@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import subprocess
 import time
@@ -24,16 +25,27 @@ COMPOSE = shlex.split(os.environ.get("COMPOSE", "docker compose"))
 VARIANTS: dict[str, list[str]] = {
     "mongrel2-gevent": ["docker-compose.yml"],
     "mongrel2-eventlet": ["docker-compose.yml", "compose/eventlet.yml"],
+    "wsgi-gevent": ["docker-compose.yml", "compose/wsgi.yml"],
+    "wsgi-eventlet": ["docker-compose.yml", "compose/wsgi-eventlet.yml"],
 }
+# The Mongrel2 front door only (scaling handlers, /static/, mongrel2 itself).
+MONGREL2_VARIANTS = {name: files for name, files in VARIANTS.items() if name.startswith("mongrel2-")}
+WSGI_FILES = ("compose/wsgi.yml", "compose/wsgi-eventlet.yml")
 
 
 class Stack:
     def __init__(self, name: str, files: list[str], env: dict[str, str] | None = None):
         self.project = f"m2e2e-{name}"
         self.files = files
+        # A WSGI stack has one `wsgi` service (Gunicorn) where mongrel2 + handlers would be.
+        self.front_door = "wsgi" if any(f in WSGI_FILES for f in files) else "mongrel2"
+        self.app_service = "wsgi" if self.front_door == "wsgi" else "handler"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(os.environ, HTTP_PUBLISH=f"127.0.0.1:{self.port}", **(env or {}))
+        # Like `make env`: a random database password per stack, none committed.
+        self.env = dict(os.environ, HTTP_PUBLISH=f"127.0.0.1:{self.port}",
+                        DB_PASSWORD=secrets.token_hex(16))
+        self.env.update(env or {})
         self.http = requests.Session()
 
     def compose(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
@@ -47,7 +59,10 @@ class Stack:
         return result
 
     def up(self, handlers: int = 1, timeout: float = 180) -> None:
-        self.compose("up", "-d", "--scale", f"handler={handlers}")
+        """`handlers` Mongrel2 handlers; a WSGI stack has no handler to scale (its one
+        container runs WEB_CONCURRENCY Gunicorn workers)."""
+        scale = ["--scale", f"handler={handlers}"] if self.front_door == "mongrel2" else []
+        self.compose("up", "-d", *scale)
         self.wait_healthy(timeout)
 
     def scale(self, handlers: int) -> None:
@@ -57,8 +72,9 @@ class Stack:
         result = subprocess.run([str(ROOT / "scripts" / "wait-healthy.sh"), self.project, str(int(timeout))],
                                 capture_output=True, text=True, timeout=timeout + 30)
         assert result.returncode == 0, result.stderr[-3000:]
-        wait_until(lambda: self.http.get(self.url + "/static/health.txt", timeout=2).ok, 30,
-                   "mongrel2 to answer on the published port")
+        probe = "/static/health.txt" if self.front_door == "mongrel2" else "/healthz"
+        wait_until(lambda: self.http.get(self.url + probe, timeout=2).ok, 30,
+                   f"{self.front_door} to answer on the published port")
 
     def down(self) -> None:
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False)

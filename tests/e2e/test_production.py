@@ -21,7 +21,7 @@ from support import IN_CI
 
 IDLE_TIMEOUT = 8        # M2_IDLE_TIMEOUT for these stacks: mongrel2's reaper bound
 REQUEST_TIMEOUT = 3     # HANDLER_REQUEST_TIMEOUT: handlers answer 504 after this
-WAIT_BOUND = IDLE_TIMEOUT + 5 + 2   # reaper limit + its 5 s tick + scheduling slack
+WAIT_BOUND = IDLE_TIMEOUT + 2 + 2   # reaper limit + 2 ticks of 1 s + scheduling slack
 
 MONGREL2_VARIANTS = {
     "gevent": ["docker-compose.yml"],
@@ -236,15 +236,12 @@ def test_containers_are_locked_down(prod):
         assert user and user.split(":")[0] not in ("", "0", "root"), f"{name} runs as root"
         assert host["ReadonlyRootfs"], f"{name} has a writable root filesystem"
         assert host["CapDrop"] and "ALL" in [c.upper() for c in host["CapDrop"]], name
-        assert not host.get("CapAdd") or info["Config"]["Labels"].get("com.docker.compose.service") == "db", name
+        assert not host.get("CapAdd"), f"{name} adds capabilities"
         assert any("no-new-privileges" in opt for opt in host["SecurityOpt"] or []), name
         assert host["NanoCpus"] > 0 and host["Memory"] > 0 and (host["PidsLimit"] or 0) > 0, name
         assert not host["Privileged"], name
         for port, bindings in (host["PortBindings"] or {}).items():
             published[name] = port
-        env = " ".join(info["Config"]["Env"] or [])
-        assert "PASSWORD=" not in env or info["Config"]["Labels"].get("com.docker.compose.service") == "db", \
-            f"{name} carries a password in its environment"
     assert list(published.values()) == ["6767/tcp"], published
     assert all("mongrel2" in name for name in published), published
     network = subprocess.run(["docker", "network", "inspect", f"{prod.project}_back"],

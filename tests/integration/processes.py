@@ -18,7 +18,7 @@ HUBS = ["gevent", "eventlet"]
 
 
 class Mongrel2:
-    IDLE_TIMEOUT = 3  # seconds; mongrel2's reaper closes connections idle longer (+ its 5 s tick)
+    IDLE_TIMEOUT = 3  # seconds; mongrel2's reaper closes connections idle longer (+ 2 ticks of 1 s)
 
     def __init__(self, tmp: Path):
         self.port, self.requests_port, self.responses_port = free_port(), free_port(), free_port()
@@ -29,7 +29,7 @@ class Mongrel2:
         env = dict(os.environ, M2_PORT=str(self.port), M2_BIND_ADDR="127.0.0.1",
                    M2_REQUESTS_SPEC=self.requests_endpoint, M2_RESPONSES_SPEC=self.responses_endpoint,
                    M2_RUN_DIR=str(tmp / "m2run"), M2_STATIC_DIR=str(ROOT / "mongrel2" / "static"),
-                   M2_ACCESS_LOG="/dev/null", M2_ERROR_LOG="/dev/null",
+                   M2_ACCESS_LOG="/dev/null", M2_ERROR_LOG=os.environ.get("M2_ERROR_LOG", "/dev/null"),
                    M2_IDLE_TIMEOUT=str(self.IDLE_TIMEOUT))
         self.process = subprocess.Popen(["sh", str(ROOT / "mongrel2" / "entrypoint.sh")],
                                         env=env, stdout=self.log, stderr=self.log)

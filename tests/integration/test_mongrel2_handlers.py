@@ -222,7 +222,8 @@ def test_mongrel2_closes_a_connection_whose_handler_never_answers(mongrel2):
             black_hole.recv()
             assert sock.recv(65536) == b""  # closed by mongrel2's reaper, no response
         waited = time.monotonic() - started
-        bound = mongrel2.IDLE_TIMEOUT + 5 + 1
+        bound = mongrel2.IDLE_TIMEOUT + 2 + 1  # min_ping + 2 reaper ticks + slack
+        print(f"\n[measured] request lost in a silent handler: connection closed after {waited:.2f}s")
         assert waited < bound, f"client waited {waited:.1f}s, bound {bound}s"
     finally:
         context.destroy(linger=0)

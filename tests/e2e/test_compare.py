@@ -1,0 +1,83 @@
+"""`make compare` in short mode: the pipeline works end to end (not a benchmark).
+
+Runs loadtest/compare.py for a few seconds per variant on two scenarios, then checks
+the report folder: every file, a row per variant and scenario with non-zero,
+failure-free numbers, and no container left behind. Nothing here asserts on speed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stack import COMPOSE, ROOT
+
+VARIANTS = ["mongrel2-gevent", "mongrel2-eventlet", "ceiling"]
+SCENARIOS = ["plaintext", "json"]
+PREFIX = "m2cmptest"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, docker_available):
+    out = tmp_path_factory.mktemp("compare") / "report"
+    env = dict(os.environ, VARIANTS=",".join(VARIANTS), SCENARIOS=",".join(SCENARIOS),
+               DURATION="5", WARMUP="1", USERS="10", SPAWN_RATE="10", HANDLERS="1",
+               LOCUST_WORKERS="1", REPORT_DIR=str(out), COMPARE_PROJECT_PREFIX=PREFIX,
+               COMPOSE=" ".join(COMPOSE))
+    result = subprocess.run([sys.executable, str(ROOT / "loadtest" / "compare.py")], env=env,
+                            capture_output=True, text=True, timeout=900)
+    print(result.stdout[-6000:], result.stderr[-3000:])
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return out
+
+
+def test_report_folder_has_every_file(report):
+    for name in ("report.md", "results.json", "results.csv", "settings.json", "machine.json",
+                 "throughput.png", "latency.png"):
+        assert (report / name).stat().st_size > 0, name
+    for chart in ("throughput.png", "latency.png"):
+        assert (report / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for variant in VARIANTS:
+        for scenario in SCENARIOS:
+            assert (report / "raw" / variant / scenario / "locust_stats.csv").exists()
+
+
+def test_a_failure_free_row_per_variant_and_scenario(report):
+    rows = json.loads((report / "results.json").read_text())
+    assert len(rows) == len(VARIANTS) * len(SCENARIOS)
+    for variant in VARIANTS:
+        for scenario in SCENARIOS:
+            row, = [r for r in rows if r["variant"] == variant and r["scenario"] == scenario]
+            assert row["status"] == "ok", row
+            assert row["requests"] > 0 and row["rps"] > 0, row
+            assert row["failures"] == 0, row
+            assert row["p50_ms"] is not None and row["p99_ms"] >= row["p50_ms"], row
+            assert row["server_cpu_s"] > 0 and row["cpu_s_per_1k"] > 0, row
+            assert row["generator_cpu_s"] > 0, row
+            assert row["peak_mib_per_handler_process"] > 0, row
+    with (report / "results.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
+
+
+def test_markdown_has_a_table_per_scenario_with_a_row_per_variant(report):
+    text = (report / "report.md").read_text()
+    for scenario in SCENARIOS:
+        section = text.split(f"## {scenario}\n", 1)[1].split("\n## ", 1)[0]
+        table = [line for line in section.splitlines() if line.startswith("| ")][1:]
+        assert sorted(line.split("|")[1].strip() for line in table) == sorted(VARIANTS)
+        best = [line for line in table if "| 1.00 |" in line]
+        assert len(best) >= 1, table
+
+
+def test_every_stack_was_removed(report):
+    for kind in ("container", "network", "volume"):
+        projects = subprocess.run(
+            ["docker", kind, "ls", *(["-a"] if kind == "container" else []), "--format",
+             '{{.Label "com.docker.compose.project"}}'],
+            capture_output=True, text=True, check=True).stdout.split()
+        assert not [p for p in projects if p.startswith(PREFIX + "-")], (kind, projects)
