@@ -152,7 +152,7 @@ class Request:
                             details={"content_type": content_type[:100]})
         try:
             return _json_decoder.decode(self.body)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter for bad UTF-8
             raise HTTPError(400, "malformed JSON body", details=str(exc)) from None
 
     @property

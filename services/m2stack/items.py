@@ -95,11 +95,11 @@ def decode_item(body: bytes) -> ItemIn:
         return _decode_item(body)
     except msgspec.ValidationError:
         pass
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter for bad UTF-8
         raise HTTPError(400, "malformed JSON body", details=str(exc)) from None
     try:  # the slow path, for the error report only
         data = _decode_any(body)
-    except msgspec.DecodeError as exc:  # the first pass stopped before the bad syntax
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # the first pass stopped earlier
         raise HTTPError(400, "malformed JSON body", details=str(exc)) from None
     errors = item_errors(data)
     if not errors:  # cannot happen while both passes read the same Struct; never a 500
