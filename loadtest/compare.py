@@ -530,7 +530,9 @@ def run_scenario(stack: Stack, scenario: Scenario, raw_dir: Path, progress: "Pro
         stats = generate(stack, scenario, users, settings.duration, raw_dir)
     wall = time.monotonic() - started
     cpu = sampler.cpu_by_service()
-    generator_cpu = sum(v for k, v in cpu.items() if k in GENERATOR_SERVICES)
+    # The generator's work is in the workers (and the wrk container, a locust-worker run);
+    # the master only coordinates, and its CPU stays in cpu_by_service_s.
+    generator_cpu = cpu.get("locust-worker", 0.0)
     server_cpu = sum(v for k, v in cpu.items() if k not in GENERATOR_SERVICES)
     processes_per_container = 1 if stack.variant.scaled else settings.handlers
     handler_peaks = sampler.peak_memory_by_container(stack.variant.handler_service)
@@ -729,8 +731,9 @@ def write_report(out: Path, settings: Settings, machine: dict, rows: list[dict],
         "Columns: **vs best** is the variant's requests/s over the best in that table; "
         "**CPU-s/1k** is the CPU time of every server container (mongrel2, handlers, database) "
         "per 1,000 requests; **MiB/proc** is the peak memory of one handler process; "
-        "**gen. cores** is the CPU the load generator used while measuring, next to its limit: "
-        "near the limit, the generator and not the server was the bottleneck.",
+        "**gen. cores** is the CPU the load generator's workers used per second measured, next "
+        "to their limit: near the limit, the generator and not the server was the bottleneck "
+        "(it includes each worker's start, about 0.5 CPU-s, so short runs overstate it).",
         "",
     ]
     for name in settings.scenarios:
@@ -781,6 +784,7 @@ def main() -> int:
     def on_term(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
 
     rows: list[dict] = []
     interrupted = errors = False

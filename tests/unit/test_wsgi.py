@@ -337,3 +337,20 @@ def test_flask_example_behind_the_mongrel2_adapter():
     assert response.status == 200 and json.loads(response.body) == {"id": 1, "name": "mongrel"}
     response = app.handle(mongrel2_request(path="/login"))
     assert len([v for n, v in response.headers if n == "Set-Cookie"]) == 2
+
+
+def test_request_timeout_is_504_json_like_behind_mongrel2():
+    gevent = pytest.importorskip("gevent")
+    app = App(hub="gevent", front_door="wsgi")
+
+    @app.route("/slow")
+    class Slow(Handler):
+        def get(self):
+            gevent.sleep(5)  # cooperative: what a patched time.sleep does under the worker
+            return self.text("late")
+
+    adapter = wsgi.WSGIAdapter(app, request_timeout=0.05)
+    status, headers, body = call(adapter, make_environ(path="/slow"))
+    error = json.loads(body)["error"]
+    assert status == 504 and error["message"] == "the handler did not finish in time"
+    assert error["details"] == {"timeout_seconds": 0.05} and header(headers, "X-Front-Door") == "wsgi"
