@@ -545,6 +545,9 @@ def run_scenario(stack: Stack, scenario: Scenario, raw_dir: Path, progress: "Pro
         "note": "",
         "server_cpu_s": round(server_cpu, 3),
         "cpu_s_per_1k": round(server_cpu / requests * 1000, 4) if requests else None,
+        # the app processes alone (no mongrel2, no database): the price of hub + app
+        "handler_cpu_s_per_1k": round(cpu.get(stack.variant.handler_service, 0.0) / requests * 1000, 4)
+        if requests else None,
         "cpu_by_service_s": {k: round(v, 3) for k, v in sorted(cpu.items())},
         "generator_cpu_s": round(generator_cpu, 3),
         # busy cores while measuring (the generator idles before and after its run)
@@ -659,8 +662,8 @@ def write_results(out: Path, rows: list[dict]) -> None:
     (out / "results.json").write_text(json.dumps(rows, indent=2, default=str))
     columns = ["variant", "scenario", "status", "generator", "users", "handlers", "duration_s",
                "requests", "failures", "rps", "p50_ms", "p95_ms", "p99_ms", "avg_ms", "max_ms",
-               "server_cpu_s", "cpu_s_per_1k", "peak_mib_per_handler_process", "generator_cpu_s",
-               "generator_cores", "generator_cpu_limit", "note"]
+               "server_cpu_s", "cpu_s_per_1k", "peak_mib_per_handler_process", "handler_cpu_s_per_1k",
+               "generator_cpu_s", "generator_cores", "generator_cpu_limit", "note"]
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
@@ -689,6 +692,7 @@ def write_charts(out: Path, rows: list[dict], scenarios: list[str]) -> list[str]
                 values = [r["rps"] for r in ok]
                 bars = ax.barh(names, values, color="tab:blue")
                 ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=3, fontsize=8)
+                ax.invert_yaxis()  # the table's order, top down
                 ax.set_xlabel("requests/s")
                 ax.margins(x=0.2)
             else:
@@ -730,7 +734,8 @@ def write_report(out: Path, settings: Settings, machine: dict, rows: list[dict],
         "",
         "Columns: **vs best** is the variant's requests/s over the best in that table; "
         "**CPU-s/1k** is the CPU time of every server container (mongrel2, handlers, database) "
-        "per 1,000 requests; **MiB/proc** is the peak memory of one handler process; "
+        "per 1,000 requests, **handler CPU-s/1k** the same for the app processes alone (the "
+        "price of hub and app, without mongrel2 and the database); **MiB/proc** is the peak memory of one handler process; "
         "**gen. cores** is the CPU the load generator's workers used per second measured, next "
         "to their limit: near the limit, the generator and not the server was the bottleneck "
         "(it includes each worker's start, about 0.5 CPU-s, so short runs overstate it).",
@@ -745,17 +750,18 @@ def write_report(out: Path, settings: Settings, machine: dict, rows: list[dict],
         best = max((r["rps"] for r in ok), default=0) or None
         lines += [f"## {name}", "", scenario.description + f" ({scenario.generator}).", "",
                   "| variant | req/s | vs best | p50 ms | p95 ms | p99 ms | requests | failures "
-                  "| CPU-s/1k | MiB/proc | gen. cores | notes |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                  "| CPU-s/1k | handler CPU-s/1k | MiB/proc | gen. cores | notes |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in scenario_rows:
             if r["status"] != "ok":
-                lines.append(f"| {r['variant']} | {r['status']} | | | | | | | | | | {r['note']} |")
+                lines.append(f"| {r['variant']} | {r['status']} | | | | | | | | | | | {r['note']} |")
                 continue
             ratio = f"{r['rps'] / best:.2f}" if best else "–"
             lines.append(
                 f"| {r['variant']} | {_fmt(r['rps'])} | {ratio} | {_fmt(r['p50_ms'])} "
                 f"| {_fmt(r['p95_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(r['requests'])} "
                 f"| {_fmt(r['failures'])} | {_fmt(r['cpu_s_per_1k'], 3)} "
+                f"| {_fmt(r.get('handler_cpu_s_per_1k'), 3)} "
                 f"| {_fmt(r['peak_mib_per_handler_process'], 1)} "
                 f"| {r['generator_cores']:.2f} / {r['generator_cpu_limit']:g} | {r['note']} |")
         lines.append("")

@@ -68,3 +68,37 @@ control_socket_disable = True
 # No preload: the app is built in each worker, after the worker class patched it.
 preload_app = False
 proc_name = "m2stack-wsgi"
+
+# ---- Prometheus, multiprocess mode ---------------------------------------------------------
+# Every worker writes its metrics to PROMETHEUS_MULTIPROC_DIR (a tmpfs, set by the image);
+# the master serves their sum on METRICS_PORT (internal network only, like the handlers').
+metrics_port = int(os.environ.get("METRICS_PORT", "9100") or 0)
+
+
+def on_starting(server):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):  # stale files from a previous run
+            os.unlink(os.path.join(directory, name))
+
+
+def when_ready(server):
+    if metrics_port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import subprocess
+        import sys
+
+        subprocess.Popen([sys.executable, "-m", "m2stack.metrics_server", str(metrics_port)])
+
+
+def post_worker_init(worker):
+    from m2stack import metrics
+
+    metrics.watch_loop_lag()
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -351,6 +351,30 @@ class App:
                         response.status, started)
         return self.finish(request, response)
 
+    def handle_within(self, request: Request, limit: float, timeout_class: type) -> Response:
+        """`handle`, or 504 if it takes longer than `limit` seconds (0: no limit).
+
+        `timeout_class` is the hub's (gevent.Timeout or eventlet.Timeout): the app stays
+        hub-agnostic. Neither front door times a request out by itself: behind mongrel2
+        a stuck request would hold its client until mongrel2's idle reaper.
+        """
+        if not limit:
+            return self.handle(request)
+        deadline = timeout_class(limit)
+        try:
+            with deadline:
+                return self.handle(request)
+        except timeout_class as fired:
+            if fired is not deadline:
+                raise
+        log.warning("request timed out", extra={"request_id": request.request_id,
+                                                "path": request.path[:200], "timeout": limit})
+        metrics.REQUESTS.labels("deadline", request.method if request.method in SUPPORTED_METHODS
+                                else "other", "504").inc()
+        return self.finish(request, error_response(
+            504, "the handler did not finish in time", request.request_id,
+            details={"timeout_seconds": limit}))
+
     def finish(self, request: Request, response: Response) -> Response:
         """Add the headers every response carries; drop the body for HEAD."""
         headers = response.headers

@@ -46,3 +46,18 @@ def exposition() -> bytes:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest()
+
+
+def watch_loop_lag(interval: float = 1.0) -> None:
+    """For processes without the Mongrel2 heartbeat (Gunicorn workers): a background
+    thread, which the hub's monkey-patching turns into a greenlet, measures how late
+    the hub wakes it."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            started = time.monotonic()
+            time.sleep(interval)
+            LOOP_LAG.set(max(0.0, time.monotonic() - started - interval))
+
+    threading.Thread(target=watch, name="loop-lag", daemon=True).start()

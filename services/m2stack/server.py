@@ -85,7 +85,7 @@ class Mongrel2Handler:
             return  # e.g. {"type": "disconnect"}: nothing is waiting for an answer
         request = build_request(message)
         started = time.perf_counter()
-        response = self.run_with_deadline(request)
+        response = self.app.handle_within(request, self.settings.request_timeout, self.hub.Timeout)
         close = request.wants_close
         if close:
             response.headers.append(("Connection", "close"))
@@ -105,29 +105,6 @@ class Mongrel2Handler:
                 "request_id": request.request_id, "conn_id": message.conn_id.decode(),
                 "method": request.method, "path": request.path[:200], "status": response.status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
-
-    def run_with_deadline(self, request: Request) -> Response:
-        """The app's answer, or 504 when it takes longer than the request timeout.
-
-        Mongrel2 never times a request out itself; without this a stuck handler
-        would hold its client until mongrel2's idle reaper (limits.min_ping).
-        """
-        limit = self.settings.request_timeout
-        if not limit:
-            return self.app.handle(request)
-        deadline = self.hub.Timeout(limit)
-        try:
-            with deadline:
-                return self.app.handle(request)
-        except self.hub.Timeout as fired:
-            if fired is not deadline:
-                raise
-        log.warning("request timed out", extra={"request_id": request.request_id,
-                                                "path": request.path[:200], "timeout": limit})
-        metrics.REQUESTS.labels("deadline", request.method, "504").inc()
-        return self.app.finish(request, error_response(
-            504, "the handler did not finish in time", request.request_id,
-            details={"timeout_seconds": limit}))
 
     def send(self, message: protocol.Mongrel2Request, http: bytes, *, close: bool) -> None:
         for frame in protocol.frame_response(message.sender, (message.conn_id,), http):

@@ -146,21 +146,7 @@ class WSGIAdapter:
         self.hub = load_hub(app.hub)
 
     def handle(self, request: Request) -> Response:
-        limit = self.request_timeout
-        if not limit:
-            return self.app.handle(request)
-        deadline = self.hub.Timeout(limit)
-        try:
-            with deadline:
-                return self.app.handle(request)
-        except self.hub.Timeout as fired:
-            if fired is not deadline:
-                raise
-        log.warning("request timed out", extra={"request_id": request.request_id,
-                                                "path": request.path[:200], "timeout": limit})
-        return self.app.finish(request, error_response(
-            504, "the handler did not finish in time", request.request_id,
-            details={"timeout_seconds": limit}))
+        return self.app.handle_within(request, self.request_timeout, self.hub.Timeout)
 
     def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
         response = self.handle(build_request(environ, self.max_body))
@@ -185,8 +171,12 @@ def running_hub() -> str:
 def _default_adapter() -> WSGIAdapter:
     from . import logs
     from .demo import create_app
+    from . import metrics
     logs.setup(os.environ.get("LOG_LEVEL", "INFO").upper())  # the app's JSON lines; Gunicorn keeps its own
-    return WSGIAdapter(create_app(hub=running_hub(), front_door="wsgi"), max_body=max_body_from_env(),
+    hub = running_hub()
+    if hub in ("gevent", "eventlet"):
+        metrics.HUB.labels(hub, "wsgi", load_hub(hub).versions()[hub]).set(1)
+    return WSGIAdapter(create_app(hub=hub, front_door="wsgi"), max_body=max_body_from_env(),
                        request_timeout=Settings.from_env().request_timeout)
 
 

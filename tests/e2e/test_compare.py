@@ -58,6 +58,7 @@ def test_a_failure_free_row_per_variant_and_scenario(report):
             assert row["failures"] == 0, row
             assert row["p50_ms"] is not None and row["p99_ms"] >= row["p50_ms"], row
             assert row["server_cpu_s"] > 0 and row["cpu_s_per_1k"] > 0, row
+            assert row["handler_cpu_s_per_1k"] > 0, row
             assert row["generator_cpu_s"] > 0, row
             assert row["peak_mib_per_handler_process"] > 0, row
     with (report / "results.csv").open() as f:

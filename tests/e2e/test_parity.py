@@ -250,3 +250,24 @@ def test_static_files_only_behind_mongrel2(variant):
         assert response.status_code == 200
     else:
         check_error(variant, response, 404)  # the app has no /static/ route
+
+
+def test_prometheus_metrics_on_the_internal_port(variant):
+    """Every variant serves /metrics on port 9100 inside its network; under Gunicorn the
+    master merges its workers' counts (prometheus_client multiprocess mode)."""
+    import subprocess
+
+    for _ in range(5):
+        assert variant.get("/json").status_code == 200
+    script = ("import urllib.request; "
+              "print(urllib.request.urlopen('http://127.0.0.1:9100/metrics', timeout=5).read().decode())")
+    total = 0.0
+    for cid in variant.container_ids(variant.app_service):
+        text = subprocess.run(["docker", "exec", cid, "python3", "-c", script],
+                              capture_output=True, text=True, check=True).stdout
+        assert f'front_door="{variant.front_door}",hub="{variant.hub}"' in text
+        assert "m2stack_event_loop_lag_seconds" in text
+        for line in text.splitlines():
+            if line.startswith('m2stack_requests_total{method="GET",route="/json",status="200"}'):
+                total += float(line.rsplit(" ", 1)[1])
+    assert total >= 5, total
