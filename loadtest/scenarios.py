@@ -103,6 +103,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              (PLAINTEXT,), generator="wrk"),
     Scenario("wrk-json", "wrk, GET /json: raw request rate (no body check)", (JSON,),
              generator="wrk"),
+    Scenario("wrk-sleep", f"wrk, GET /sleep?ms={SLEEP_MS} on 5,000 connections: requests held "
+             "in flight at once (Locust cannot drive that many users here)", (SLEEP,),
+             users=5000, generator="wrk"),
 )}
 
 
