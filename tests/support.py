@@ -14,13 +14,17 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def missing(message: str) -> None:
+    """Skip, except under CI=true, where a missing tool fails the test."""
+    if IN_CI:
+        pytest.fail(message + " (CI=true: missing tools fail, they never skip)", pytrace=False)
+    pytest.skip(message)
+
+
 def require(executable: str, why: str) -> str:
     path = shutil.which(executable)
     if path is None:
-        message = f"{executable} not found: {why}"
-        if IN_CI:
-            pytest.fail(message + " (CI=true: missing tools fail, they never skip)", pytrace=False)
-        pytest.skip(message)
+        missing(f"{executable} not found: {why}")
     return path
 
 

@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 from .app import HTTPError
 from .hubs import load as load_hub
-from .settings import _float, _int
+from .settings import env_number
 
 log = logging.getLogger("m2stack.db")
 
@@ -50,14 +50,14 @@ class DatabaseSettings:
     def from_env(cls) -> "DatabaseSettings":
         return cls(
             host=os.environ.get("DB_HOST", "db"),
-            port=_int("DB_PORT", 5432),
+            port=env_number("DB_PORT", 5432),
             name=os.environ.get("DB_NAME", "hello_world"),
             user=os.environ.get("DB_USER", "m2stack"),
             password=os.environ.get("DB_PASSWORD", ""),
-            pool_size=max(1, _int("DB_POOL_SIZE", 20)),
-            pool_timeout=_float("DB_POOL_TIMEOUT", 2.0),
-            connect_timeout=_float("DB_CONNECT_TIMEOUT", 3.0),
-            statement_timeout_ms=_int("DB_STATEMENT_TIMEOUT_MS", 5000),
+            pool_size=max(1, env_number("DB_POOL_SIZE", 20)),
+            pool_timeout=env_number("DB_POOL_TIMEOUT", 2.0, float),
+            connect_timeout=env_number("DB_CONNECT_TIMEOUT", 3.0, float),
+            statement_timeout_ms=env_number("DB_STATEMENT_TIMEOUT_MS", 5000),
         )
 
 

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from .app import App, Handler, HTTPError, Response
 from .hubs import load as load_hub
-from .settings import _float
+from .settings import env_number
 
 MAX_FANOUT = 100
 MAX_DELAY_MS = 2_000
@@ -43,7 +43,7 @@ class FanoutSettings:
     def from_env(cls) -> "FanoutSettings":
         return cls(url=os.environ.get("FANOUT_URL", "http://mongrel2:6767/static/sample.json"),
                    slow_url=os.environ.get("FANOUT_SLOW_URL", "http://mongrel2:6767/sleep?ms={ms}"),
-                   timeout=_float("FANOUT_TIMEOUT", 5.0))
+                   timeout=env_number("FANOUT_TIMEOUT", 5.0, float))
 
 
 @cache

@@ -13,9 +13,7 @@ grace period, exit 0.
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import sys
 import time
 from types import ModuleType
@@ -34,9 +32,11 @@ def _headers_for_app(raw: dict[str, str | list[str]]) -> dict[str, str]:
     """Client headers only (mongrel2's are upper-case), repeated ones joined per RFC 9110."""
     headers = {}
     for name, value in raw.items():
-        if not name.isupper():
-            headers[name] = "; ".join(value) if name == "cookie" and isinstance(value, list) \
-                else ", ".join(value) if isinstance(value, list) else value
+        if name.isupper():
+            continue
+        if isinstance(value, list):
+            value = ("; " if name == "cookie" else ", ").join(value)
+        headers[name] = value
     return headers
 
 

@@ -6,20 +6,14 @@ import os
 from dataclasses import dataclass
 
 
-def _int(name: str, default: int) -> int:
+def env_number(name: str, default, kind=int):
+    """An int (or float) setting; a clear exit at start-up instead of a traceback."""
     raw = os.environ.get(name, "")
     try:
-        return int(raw) if raw else default
+        return kind(raw) if raw else default
     except ValueError:
-        raise SystemExit(f"setting {name} must be an integer, got {raw!r}") from None
-
-
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        raise SystemExit(f"setting {name} must be a number, got {raw!r}") from None
+        raise SystemExit(f"setting {name} must be {'an integer' if kind is int else 'a number'}, "
+                         f"got {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -43,14 +37,14 @@ class Settings:
         return cls(
             requests_endpoint=os.environ.get("M2_REQUESTS_ENDPOINT", "tcp://127.0.0.1:9997"),
             responses_endpoint=os.environ.get("M2_RESPONSES_ENDPOINT", "tcp://127.0.0.1:9996"),
-            max_in_flight=_int("HANDLER_MAX_IN_FLIGHT", 10_000),
-            receive_hwm=_int("HANDLER_RECEIVE_HWM", 100),
-            shutdown_grace=_float("HANDLER_SHUTDOWN_GRACE", 10.0),
-            drain_quiet=_float("HANDLER_DRAIN_QUIET", 0.3),
+            max_in_flight=env_number("HANDLER_MAX_IN_FLIGHT", 10_000),
+            receive_hwm=env_number("HANDLER_RECEIVE_HWM", 100),
+            shutdown_grace=env_number("HANDLER_SHUTDOWN_GRACE", 10.0, float),
+            drain_quiet=env_number("HANDLER_DRAIN_QUIET", 0.3, float),
             heartbeat_file=os.environ.get("HANDLER_HEARTBEAT_FILE", "/tmp/handler-heartbeat"),
-            heartbeat_interval=_float("HANDLER_HEARTBEAT_INTERVAL", 2.0),
+            heartbeat_interval=env_number("HANDLER_HEARTBEAT_INTERVAL", 2.0, float),
             log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-            request_timeout=_float("HANDLER_REQUEST_TIMEOUT", 10.0),
-            metrics_port=_int("METRICS_PORT", 9100),
+            request_timeout=env_number("HANDLER_REQUEST_TIMEOUT", 10.0, float),
+            metrics_port=env_number("METRICS_PORT", 9100),
             access_log=os.environ.get("ACCESS_LOG", "true").lower() in ("1", "true", "yes", "on"),
         )

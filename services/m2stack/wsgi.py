@@ -24,7 +24,7 @@ import sys
 from typing import Any, Callable, Iterable
 from urllib.parse import quote, urlencode, urlsplit
 
-from .app import App, Handler, HTTPError, Request, Response, error_response
+from .app import App, Handler, HTTPError, Request, Response
 from .hubs import load as load_hub
 from .settings import Settings
 

@@ -16,8 +16,7 @@ import pytest
 import requests
 
 from load import Load
-from stack import ROOT, Stack
-from support import IN_CI
+from stack import Stack
 
 IDLE_TIMEOUT = 8        # M2_IDLE_TIMEOUT for these stacks: mongrel2's reaper bound
 REQUEST_TIMEOUT = 3     # HANDLER_REQUEST_TIMEOUT: handlers answer 504 after this

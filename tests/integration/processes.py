@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from support import free_port, require, wait_until
+from support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 HUBS = ["gevent", "eventlet"]
