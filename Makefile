@@ -15,22 +15,24 @@ HTTP_PUBLISH ?= 6767
 EXTRA_CA_CERTS ?= $(wildcard /usr/local/share/ca-certificates/*.crt /usr/local/share/ca-certificates/*/*.crt)
 PYTHON ?= python3
 
-# VARIANT=mongrel2 (default) | wsgi (Gunicorn front door, same app) | example-flask (Flask behind Mongrel2)
+# The variants are the table in loadtest/comparison/variants.py. VARIANT=mongrel2 (default)
+# or wsgi takes its hub from HUB (mongrel2-gevent, wsgi-eventlet, ...); any other VARIANT is
+# a name of the table itself (example-flask, ceiling, mongrel2-eventlet, ...).
+VARIANTS_PY := $(PYTHON) loadtest/comparison/variants.py
 VARIANT ?= mongrel2
-ifeq ($(VARIANT),wsgi)
-COMPOSE_FILES := -f docker-compose.yml -f compose/$(if $(filter eventlet,$(HUB)),wsgi-eventlet,wsgi).yml
-else ifeq ($(VARIANT),example-flask)
-COMPOSE_FILES := -f docker-compose.yml -f compose/example-flask.yml
-else
-COMPOSE_FILES := -f docker-compose.yml $(if $(filter eventlet,$(HUB)),-f compose/eventlet.yml)
-endif
-STACK := $(COMPOSE) $(COMPOSE_FILES)
+VARIANT_NAME := $(if $(filter mongrel2 wsgi,$(VARIANT)),$(VARIANT)-$(HUB),$(VARIANT))
+COMPOSE_FILES := $(shell $(VARIANTS_PY) files $(VARIANT_NAME) 2>/dev/null)
+# Recursive: only the targets that use the stack fail on an unknown variant.
+STACK = $(if $(COMPOSE_FILES),$(COMPOSE) $(COMPOSE_FILES),$(error unknown VARIANT=$(VARIANT) \
+  (HUB=$(HUB)): use mongrel2 or wsgi with HUB=gevent|eventlet, or one of: $(VARIANT_NAMES)))
+VARIANT_NAMES = $(shell $(VARIANTS_PY) names)
 
-.PHONY: help images up down build compare base-image ca-certs env logs ps test test-unit test-integration test-e2e lock clean
+.PHONY: help images up down build compare base-image ca-certs env logs ps test test-image lint test-unit test-integration test-e2e lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 	@echo "  variables: VARIANT=mongrel2|wsgi|example-flask HUB=gevent|eventlet HANDLERS=N HTTP_PUBLISH=[addr:]port EXTRA_CA_CERTS=files"
+	@echo "  VARIANT may also be a full variant name: $(VARIANT_NAMES)"
 
 base-image: ## make sure debian:bookworm-slim exists (pull, else debootstrap)
 	@scripts/ensure-base-image.sh
@@ -46,16 +48,17 @@ env: ## write .env (project name, port, a random DB_PASSWORD made once and kept)
 	 umask 077; printf 'COMPOSE_PROJECT_NAME=%s\nHTTP_PUBLISH=%s\nDB_PASSWORD=%s\n' \
 	   "$(COMPOSE_PROJECT_NAME)" "$(HTTP_PUBLISH)" "$$pw" > .env.tmp && mv -f .env.tmp .env
 
-build: base-image ca-certs ## build the images of the selected HUB
+build: base-image ca-certs ## build the images of the selected VARIANT and HUB
 	$(STACK) build
 
-up: build env ## start mongrel2 + HANDLERS handlers on HUB, wait until healthy
-	$(STACK) up -d $(if $(filter wsgi,$(VARIANT)),,--scale handler=$(HANDLERS))
+up: build env ## start the VARIANT (HANDLERS handlers on HUB), wait until healthy
+	$(STACK) up -d $(shell $(VARIANTS_PY) scale $(VARIANT_NAME) $(HANDLERS))
 	@scripts/wait-healthy.sh $(COMPOSE_PROJECT_NAME) 180
-	@echo "up: http://localhost:$(lastword $(subst :, ,$(HTTP_PUBLISH)))/json  (variant: $(VARIANT), hub: $(HUB), handlers: $(HANDLERS))"
+	@echo "up: http://localhost:$(lastword $(subst :, ,$(HTTP_PUBLISH)))/json  (variant: $(VARIANT_NAME), handlers: $(HANDLERS))"
 
-down: ## stop and remove containers, networks and volumes of the stack
-	$(COMPOSE) -f docker-compose.yml -f compose/eventlet.yml down --volumes --remove-orphans
+# Any variant's stack: containers of services the base file lacks (wsgi, locust) are orphans.
+down: ## stop and remove containers, networks and volumes of the stack (any variant)
+	$(COMPOSE) -f docker-compose.yml down --volumes --remove-orphans
 
 logs: ## follow the logs
 	$(STACK) logs -f --tail 100
@@ -63,10 +66,13 @@ logs: ## follow the logs
 ps: ## list the containers
 	$(STACK) ps
 
-test: test-unit test-integration test-e2e ## every test: unit, integration, end-to-end
+test: lint test-unit test-integration test-e2e ## every test: lint, unit, integration, end-to-end
 
 test-image: base-image ca-certs
-	docker build -q -f services/Dockerfile --target test -t m2stack/test:latest .
+	docker build -q -f services/Dockerfile --target test --build-arg LOCK=test -t m2stack/test:latest .
+
+lint: test-image ## ruff, mypy and the import contracts between the layers (in the test image)
+	docker run --rm --entrypoint /app/scripts/lint.sh m2stack/test:latest
 
 test-unit: test-image ## protocol and app unit tests (in the test image)
 	docker run --rm -e CI m2stack/test:latest -q tests/unit
@@ -79,13 +85,10 @@ test-integration: test-image ## real mongrel2 + real handler processes on loopba
 	.venv/bin/pip install -q --require-hashes --no-deps -r services/requirements/e2e.txt
 	@touch $@
 
+# Each variant's images with its own compose files, so their build arguments apply.
 images: base-image ca-certs ## build every image the tests and variants use (db included)
-	$(COMPOSE) -f docker-compose.yml build
-	$(COMPOSE) -f docker-compose.yml -f compose/eventlet.yml build handler
-	$(COMPOSE) -f docker-compose.yml -f compose/wsgi.yml build wsgi
-	$(COMPOSE) -f docker-compose.yml -f compose/wsgi-eventlet.yml build wsgi
-	$(COMPOSE) -f docker-compose.yml -f compose/example-flask.yml build handler
-	$(COMPOSE) -f docker-compose.yml -f compose/ceiling.yml build handler
+	@set -eo pipefail; $(VARIANTS_PY) images | while read -r args; do \
+	  echo "$(COMPOSE) $$args"; $(COMPOSE) $$args </dev/null; done
 	$(COMPOSE) -f docker-compose.yml -f compose/loadtest.yml build locust-master
 
 test-e2e: images .venv/ok ## docker compose stacks driven by real HTTP clients
@@ -93,7 +96,8 @@ test-e2e: images .venv/ok ## docker compose stacks driven by real HTTP clients
 
 # Every variant under the same load, one after another; report in reports/<timestamp>/.
 # Narrow or widen: VARIANTS=a,b SCENARIOS=x,y DURATION=30 WARMUP=5 USERS=64 SPAWN_RATE=
-# HANDLERS=1 LOCUST_WORKERS=1 HANDLER_CPUS=1.0 MONGREL2_CPUS=1.0 LOCUST_CPUS=1.0 (see loadtest/compare.py)
+# HANDLERS=1 LOCUST_WORKERS=1 HANDLER_CPUS=1.0 MONGREL2_CPUS=1.0 LOCUST_CPUS=1.0 (see loadtest/compare.py);
+# VARIANTS names come from loadtest/comparison/variants.py.
 compare: images .venv/ok ## load-test every variant side by side (Locust + wrk), write a report
 	COMPOSE="$(COMPOSE)" HANDLERS=$(HANDLERS) .venv/bin/python loadtest/compare.py
 

@@ -19,7 +19,7 @@ import sys
 from locust import FastHttpUser, constant
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from scenarios import SCENARIOS, Request, Scenario  # noqa: E402
+from scenarios import SCENARIOS, Request, Scenario
 
 
 def _task(request: Request):

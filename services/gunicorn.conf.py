@@ -1,6 +1,6 @@
-"""Gunicorn settings of the WSGI images (`gunicorn -c /app/gunicorn.conf.py m2stack.wsgi:application`).
+"""Gunicorn settings of the WSGI images (`gunicorn -c /app/gunicorn.conf.py m2stack.run_wsgi:application`).
 
-Everything is read from the environment:
+Everything is read from the environment, through m2stack.settings (GunicornSettings):
   GUNICORN_WORKER_CLASS  gevent | eventlet (set by each image; eventlet needs gunicorn<26)
   WEB_CONCURRENCY        worker processes (default: the CPUs this container may use)
   WORKER_CONNECTIONS     simultaneous clients per worker (default 1000)
@@ -8,22 +8,16 @@ Everything is read from the environment:
   GUNICORN_GRACEFUL_TIMEOUT  seconds to finish in-flight requests on SIGTERM (default 10,
                          below the compose stop_grace_period of 15s)
   PORT                   listening port (default 6767, the port of the Mongrel2 stack)
-  MAX_CONTENT_LENGTH     largest request body, read by m2stack.wsgi (default 20480)
+  METRICS_PORT           the merged Prometheus metrics of every worker (default 9100, 0: off)
+  MAX_CONTENT_LENGTH     largest request body, read by the WSGI door (default 20480)
 """
 
 import math
 import os
 
+from m2stack.settings import GunicornSettings, load
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    try:
-        value = int(raw) if raw else default
-    except ValueError:
-        raise SystemExit(f"setting {name} must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise SystemExit(f"setting {name} must be at least 1, got {value}")
-    return value
+config = load(GunicornSettings)
 
 
 def available_cpus() -> int:
@@ -48,15 +42,15 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+worker_class = config.worker_class
 # One process per usable CPU: each async worker already serves many clients at once.
-workers = _int("WEB_CONCURRENCY", available_cpus())
-worker_connections = _int("WORKER_CONNECTIONS", 1000)
-keepalive = _int("GUNICORN_KEEPALIVE", 5)
-graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 10)
+workers = config.workers or available_cpus()
+worker_connections = config.worker_connections
+keepalive = config.keepalive
+graceful_timeout = config.graceful_timeout
 timeout = 30  # async workers heartbeat from their hub, so a long /sleep does not trip this
 
-bind = [f"0.0.0.0:{_int('PORT', 6767)}"]
+bind = [f"0.0.0.0:{config.port}"]
 accesslog = "-"
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
@@ -72,11 +66,11 @@ proc_name = "m2stack-wsgi"
 # ---- Prometheus, multiprocess mode ---------------------------------------------------------
 # Every worker writes its metrics to PROMETHEUS_MULTIPROC_DIR (a tmpfs, set by the image);
 # the master serves their sum on METRICS_PORT (internal network only, like the handlers').
-metrics_port = int(os.environ.get("METRICS_PORT", "9100") or 0)
+metrics_port = config.metrics_port
 
 
 def on_starting(server):
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    directory = config.prometheus_dir
     if directory:
         os.makedirs(directory, exist_ok=True)
         for name in os.listdir(directory):  # stale files from a previous run
@@ -84,11 +78,11 @@ def on_starting(server):
 
 
 def when_ready(server):
-    if metrics_port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if metrics_port and config.prometheus_dir:
         import subprocess
         import sys
 
-        subprocess.Popen([sys.executable, "-m", "m2stack.metrics_server", str(metrics_port)])
+        subprocess.Popen([sys.executable, "-m", "m2stack.doors.gunicorn_metrics", str(metrics_port)])
 
 
 def post_worker_init(worker):
@@ -98,7 +92,7 @@ def post_worker_init(worker):
 
 
 def child_exit(server, worker):
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if config.prometheus_dir:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)

@@ -2,9 +2,9 @@
 
 Why psycopg2 (binary wheel, libpq inside) with a wait callback: libpq is the reference
 client, and psycopg2's `set_wait_callback` turns every libpq call (connect, query,
-fetch) into non-blocking polls; the callback - `wait_for_db` in hubs/gevent_hub.py and
-hubs/eventlet_hub.py, mirror images - parks only the calling greenlet on the socket
-while the hub runs others. One module for both hubs; the hub decides how to wait.
+fetch) into non-blocking polls; the callback (`wait_for_db` of the hub the pool is built
+on) parks only the calling greenlet on the socket while the hub runs others. One module
+for both hubs; the hub decides how to wait.
 
 libpq resolves host names with a blocking getaddrinfo(); we resolve with the (patched,
 cooperative) `socket.getaddrinfo` first and hand libpq the address (`hostaddr`).
@@ -20,45 +20,17 @@ Failure policy, all as JSON errors from the app:
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
-from .app import HTTPError
-from .hubs import load as load_hub
-from .settings import env_number
+from m2stack.app import HTTPError
+from m2stack.hubs import AppHub
+from m2stack.settings import DatabaseSettings
 
 log = logging.getLogger("m2stack.db")
-
-
-@dataclass(frozen=True)
-class DatabaseSettings:
-    host: str
-    port: int
-    name: str
-    user: str
-    password: str
-    pool_size: int           # connections per process, at most
-    pool_timeout: float      # seconds a request waits for a free connection, then 503
-    connect_timeout: float   # seconds to establish a connection, then 503
-    statement_timeout_ms: int  # server-side cap on any statement (0: none)
-
-    @classmethod
-    def from_env(cls) -> "DatabaseSettings":
-        return cls(
-            host=os.environ.get("DB_HOST", "db"),
-            port=env_number("DB_PORT", 5432),
-            name=os.environ.get("DB_NAME", "hello_world"),
-            user=os.environ.get("DB_USER", "m2stack"),
-            password=os.environ.get("DB_PASSWORD", ""),
-            pool_size=max(1, env_number("DB_POOL_SIZE", 20)),
-            pool_timeout=env_number("DB_POOL_TIMEOUT", 2.0, float),
-            connect_timeout=env_number("DB_CONNECT_TIMEOUT", 3.0, float),
-            statement_timeout_ms=env_number("DB_STATEMENT_TIMEOUT_MS", 5000),
-        )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -74,13 +46,13 @@ def unavailable(reason: str) -> HTTPError:
 class Pool:
     """At most `pool_size` connections; idle ones are reused (LIFO), broken ones dropped."""
 
-    def __init__(self, settings: DatabaseSettings, hub_name: str):
+    def __init__(self, settings: DatabaseSettings, hub: AppHub):
         import psycopg2
         import psycopg2.extensions
 
         self.pg = psycopg2
         self.settings = settings
-        self.hub = load_hub(hub_name)
+        self.hub = hub
         if self.hub.wait_for_db is not None:
             psycopg2.extensions.set_wait_callback(self.hub.wait_for_db)
         self._slots = self.hub.make_semaphore(settings.pool_size)
@@ -180,14 +152,3 @@ class Pool:
                         pass  # then the connection is closed by `connection()`
                 raise
             cursor.execute("COMMIT")
-
-
-_pools: dict[str, Pool] = {}
-
-
-def pool(hub_name: str) -> Pool:
-    """This process's pool (created on first use, so after any fork and any patching)."""
-    found = _pools.get(hub_name)
-    if found is None:
-        found = _pools[hub_name] = Pool(DatabaseSettings.from_env(), hub_name)
-    return found

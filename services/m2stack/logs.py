@@ -9,7 +9,9 @@ import time
 import msgspec
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-_encode = msgspec.json.Encoder().encode
+# A value JSON has no form for (an object, bytes in an odd place) is logged as its repr:
+# a log line is never lost to what a caller put in `extra`.
+_encode = msgspec.json.Encoder(enc_hook=repr).encode
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,10 +28,15 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
-        return _encode(entry).decode("utf-8", "replace")
+        try:
+            return _encode(entry).decode("utf-8", "replace")
+        except (TypeError, ValueError, OverflowError):  # e.g. a dict with non-string keys
+            return _encode({key: value if isinstance(value, str) else repr(value)
+                            for key, value in entry.items()}).decode("utf-8", "replace")
 
 
 def setup(level: str = "INFO") -> None:
+    level = level.upper()
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -4,8 +4,8 @@ import eventlet
 
 eventlet.monkey_patch()
 
+from m2stack import launch  # noqa: E402
 from m2stack.hubs import eventlet_hub  # noqa: E402
-from m2stack.server import main  # noqa: E402
 
 if __name__ == "__main__":
-    raise SystemExit(main(eventlet_hub))
+    raise SystemExit(launch.mongrel2_handler(eventlet_hub))

@@ -1,50 +1,106 @@
-"""Settings from the environment, read once at start-up (12-factor style)."""
+"""Every setting of every process, read from the environment once at start-up (12-factor).
+
+Each group is a msgspec Struct whose field names ARE the environment variables, so one
+`load(Kind)` converts and checks them all (types, bounds) and a bad value stops the
+process with a message naming the variable. Unset and empty variables take the default.
+Booleans are true/false or 1/0.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Annotated, TypeVar
+
+import msgspec
+from msgspec import Meta, field
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+Positive = Annotated[int, Meta(ge=1)]
+NonNegative = Annotated[int, Meta(ge=0)]
+Seconds = Annotated[float, Meta(ge=0)]
+Port = Annotated[int, Meta(ge=0, le=65535)]
 
 
-def env_number(name: str, default, kind=int):
-    """An int (or float) setting; a clear exit at start-up instead of a traceback."""
-    raw = os.environ.get(name, "")
+class SettingsError(SystemExit):
+    """A clear exit at start-up instead of a traceback."""
+
+
+def load(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
+    environ = os.environ if environ is None else environ
+    names = {f.encode_name for f in msgspec.structs.fields(kind)}
+    values = {name: value for name, value in environ.items() if name in names and value.strip()}
     try:
-        return kind(raw) if raw else default
-    except ValueError:
-        raise SystemExit(f"setting {name} must be {'an integer' if kind is int else 'a number'}, "
-                         f"got {raw!r}") from None
+        return msgspec.convert(values, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        reason, _, where = str(exc).partition(" - at `$.")
+        name = where.rstrip("`") or "?"
+        raise SettingsError(f"setting {name}={values.get(name, '')!r}: {reason}") from None
 
 
-@dataclass(frozen=True)
-class Settings:
+class HandlerSettings(msgspec.Struct, frozen=True):
+    """A Mongrel2 handler process (the Mongrel2 front door and its healthcheck)."""
+
     # Mongrel2's handler sockets: it binds both, handlers connect.
-    requests_endpoint: str      # mongrel2's PUSH (Handler send_spec)
-    responses_endpoint: str     # mongrel2's SUB (Handler recv_spec)
-    max_in_flight: int          # greenlets per process; when full the loop stops pulling
-    receive_hwm: int            # small, so little is queued in a handler that dies
-    shutdown_grace: float       # seconds to finish in-flight work on SIGTERM
-    drain_quiet: float          # after disconnecting, stop draining after this much silence
-    heartbeat_file: str         # written by the loop, read by the container healthcheck
-    heartbeat_interval: float
-    log_level: str
-    request_timeout: float      # a request still running after this gets 504 (0: no limit)
-    metrics_port: int           # Prometheus /metrics on this internal port (0: off)
-    access_log: bool            # one JSON line per request, with request id and conn id
+    requests_endpoint: str = field(default="tcp://127.0.0.1:9997", name="M2_REQUESTS_ENDPOINT")
+    responses_endpoint: str = field(default="tcp://127.0.0.1:9996", name="M2_RESPONSES_ENDPOINT")
+    # Greenlets per process; when all are busy the loop stops pulling (back-pressure).
+    max_in_flight: Positive = field(default=10_000, name="HANDLER_MAX_IN_FLIGHT")
+    # Small, so little is queued in a handler that dies.
+    receive_hwm: NonNegative = field(default=100, name="HANDLER_RECEIVE_HWM")
+    shutdown_grace: Seconds = field(default=10.0, name="HANDLER_SHUTDOWN_GRACE")
+    # After disconnecting, stop draining the receive queue after this much silence.
+    drain_quiet: Seconds = field(default=0.3, name="HANDLER_DRAIN_QUIET")
+    # Written by a greenlet on the hub, read by the container healthcheck.
+    heartbeat_file: str = field(default="/tmp/handler-heartbeat", name="HANDLER_HEARTBEAT_FILE")
+    heartbeat_interval: Annotated[float, Meta(gt=0)] = field(default=2.0, name="HANDLER_HEARTBEAT_INTERVAL")
+    # A request still running after this gets 504 (0: no limit).
+    request_timeout: Seconds = field(default=10.0, name="HANDLER_REQUEST_TIMEOUT")
+    metrics_port: Port = field(default=9100, name="METRICS_PORT")   # 0: off
+    access_log: bool = field(default=True, name="ACCESS_LOG")
+    log_level: str = field(default="INFO", name="LOG_LEVEL")
 
-    @classmethod
-    def from_env(cls) -> "Settings":
-        return cls(
-            requests_endpoint=os.environ.get("M2_REQUESTS_ENDPOINT", "tcp://127.0.0.1:9997"),
-            responses_endpoint=os.environ.get("M2_RESPONSES_ENDPOINT", "tcp://127.0.0.1:9996"),
-            max_in_flight=env_number("HANDLER_MAX_IN_FLIGHT", 10_000),
-            receive_hwm=env_number("HANDLER_RECEIVE_HWM", 100),
-            shutdown_grace=env_number("HANDLER_SHUTDOWN_GRACE", 10.0, float),
-            drain_quiet=env_number("HANDLER_DRAIN_QUIET", 0.3, float),
-            heartbeat_file=os.environ.get("HANDLER_HEARTBEAT_FILE", "/tmp/handler-heartbeat"),
-            heartbeat_interval=env_number("HANDLER_HEARTBEAT_INTERVAL", 2.0, float),
-            log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-            request_timeout=env_number("HANDLER_REQUEST_TIMEOUT", 10.0, float),
-            metrics_port=env_number("METRICS_PORT", 9100),
-            access_log=os.environ.get("ACCESS_LOG", "true").lower() in ("1", "true", "yes", "on"),
-        )
+
+class WSGISettings(msgspec.Struct, frozen=True):
+    """The WSGI front door inside each Gunicorn worker."""
+
+    # mongrel2's limits.content_length default: one body limit for both doors.
+    max_body: NonNegative = field(default=20480, name="MAX_CONTENT_LENGTH")
+    request_timeout: Seconds = field(default=10.0, name="HANDLER_REQUEST_TIMEOUT")
+    log_level: str = field(default="INFO", name="LOG_LEVEL")
+
+
+class GunicornSettings(msgspec.Struct, frozen=True):
+    """services/gunicorn.conf.py."""
+
+    worker_class: str = field(default="gevent", name="GUNICORN_WORKER_CLASS")
+    workers: Positive | None = field(default=None, name="WEB_CONCURRENCY")  # None: one per CPU
+    worker_connections: Positive = field(default=1000, name="WORKER_CONNECTIONS")
+    keepalive: Positive = field(default=5, name="GUNICORN_KEEPALIVE")
+    graceful_timeout: Positive = field(default=10, name="GUNICORN_GRACEFUL_TIMEOUT")
+    port: Annotated[int, Meta(ge=1, le=65535)] = field(default=6767, name="PORT")
+    metrics_port: Port = field(default=9100, name="METRICS_PORT")
+    prometheus_dir: str = field(default="", name="PROMETHEUS_MULTIPROC_DIR")
+
+
+class DatabaseSettings(msgspec.Struct, frozen=True):
+    """The PostgreSQL pool of one process (m2stack.db)."""
+
+    host: str = field(default="db", name="DB_HOST")
+    port: Annotated[int, Meta(ge=1, le=65535)] = field(default=5432, name="DB_PORT")
+    name: str = field(default="hello_world", name="DB_NAME")
+    user: str = field(default="m2stack", name="DB_USER")
+    password: str = field(default="", name="DB_PASSWORD")
+    pool_size: Positive = field(default=20, name="DB_POOL_SIZE")         # connections, at most
+    pool_timeout: Seconds = field(default=2.0, name="DB_POOL_TIMEOUT")   # wait for one, then 503
+    connect_timeout: Seconds = field(default=3.0, name="DB_CONNECT_TIMEOUT")
+    statement_timeout_ms: NonNegative = field(default=5000, name="DB_STATEMENT_TIMEOUT_MS")  # 0: none
+
+
+class FanoutSettings(msgspec.Struct, frozen=True):
+    """GET /fanout's targets: settings, never taken from the request (no SSRF)."""
+
+    url: str = field(default="http://mongrel2:6767/static/sample.json", name="FANOUT_URL")
+    slow_url: str = field(default="http://mongrel2:6767/sleep?ms={ms}", name="FANOUT_SLOW_URL")
+    timeout: Annotated[float, Meta(gt=0)] = field(default=5.0, name="FANOUT_TIMEOUT")

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from m2stack.app import App, Handler, HTTPError, Request, Response
+from m2stack.app import App, Endpoint, HTTPError, Request, Response
 
-app = App(hub="test", front_door="unit", handler_id="host:1")
+app = App(hub_name="test", front_door="unit", handler_id="host:1")
 
 
 @app.route("/items/{item_id:int}")
-class Item(Handler):
+class Item(Endpoint):
     def get(self, item_id):
         return self.json({"id": item_id})
 
@@ -21,25 +21,25 @@ class Item(Handler):
 
 
 @app.route("/files/{name:path}")
-class Files(Handler):
+class Files(Endpoint):
     def get(self, name):
         return self.text(name)
 
 
 @app.route("/boom")
-class Boom(Handler):
+class Boom(Endpoint):
     def get(self):
         raise ZeroDivisionError("nope")
 
 
 @app.route("/teapot")
-class Teapot(Handler):
+class Teapot(Endpoint):
     def get(self):
         raise HTTPError(418, "short and stout", details={"why": "tea"})
 
 
 @app.route("/numbers")
-class Numbers(Handler):
+class Numbers(Endpoint):
     def get(self):
         return self.json({"n": self.request.int_argument("n", 1, minimum=1, maximum=10)})
 
@@ -48,7 +48,7 @@ class Numbers(Handler):
 
 
 @app.route("/cookie")
-class Cookie(Handler):
+class Cookie(Endpoint):
     def get(self):
         response = self.json(self.request.cookies)
         response.set_cookie("session", 'a value; with "quotes"')
@@ -56,7 +56,7 @@ class Cookie(Handler):
 
 
 @app.route("/bad-return")
-class BadReturn(Handler):
+class BadReturn(Endpoint):
     def get(self):
         return "not a response"
 

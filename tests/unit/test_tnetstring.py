@@ -2,13 +2,14 @@
 
 import ast
 import math
+import pathlib
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from m2stack import tnetstring
-from m2stack.tnetstring import MAX_DEPTH, TNetStringError, dumps, loads, pop, scan
+from m2stack.protocol import tnetstring
+from m2stack.protocol.tnetstring import MAX_DEPTH, TNetStringError, dumps, loads, pop, scan
 
 FAST = settings(max_examples=150, deadline=None)
 
@@ -233,7 +234,7 @@ def test_mutated_bytes_only_raise_tnetstring_error(value, data):
 
 
 def test_module_imports_only_pure_stdlib():
-    tree = ast.parse(open(tnetstring.__file__).read())
+    tree = ast.parse(pathlib.Path(tnetstring.__file__).read_text())
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert imported <= {"__future__", "math", "re"}
+    assert imported <= {"__future__", "math", "re", "typing"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from m2stack.world import EXTRA_FORTUNE, queries_count, render_fortunes, sorted_fortunes
+from m2stack.demo.world import EXTRA_FORTUNE, queries_count, render_fortunes, sorted_fortunes
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -1,14 +1,18 @@
 """No hub: the app-level I/O primitives of gevent_hub/eventlet_hub for plain threads.
 
-Used when the app runs without a hub (unit tests, `hub="none"`): correct, not concurrent.
+Used when the app runs without a hub (unit tests, a sync WSGI worker): correct, not concurrent.
 """
 
 from __future__ import annotations
 
 import threading
 
-NAME = "none"
+NAME = "blocking"
 wait_for_db = None  # psycopg2's default: block in libpq
+
+
+def versions() -> dict[str, str]:
+    return {}
 
 
 class Timeout(Exception):

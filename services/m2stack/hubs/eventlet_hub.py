@@ -5,8 +5,8 @@ from __future__ import annotations
 import eventlet
 import eventlet.greenpool
 import eventlet.semaphore
-from eventlet.hubs import trampoline
 from eventlet.green import zmq
+from eventlet.hubs import trampoline
 
 NAME = "eventlet"
 Timeout = eventlet.Timeout  # `with Timeout(s):` raises itself in the greenlet after s seconds
@@ -52,7 +52,7 @@ def receive(socket, timeout: float) -> bytes | None:
     return None
 
 
-# -- app-level I/O (m2stack.db, m2stack.fanout) ----------------------------------------
+# -- app-level I/O (m2stack.db, m2stack.demo.fanout) --------------------------------
 
 def make_semaphore(size: int) -> eventlet.semaphore.BoundedSemaphore:
     return eventlet.semaphore.BoundedSemaphore(size)  # acquire(timeout=s) parks only this greenlet

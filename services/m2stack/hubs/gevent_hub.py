@@ -5,8 +5,8 @@ from __future__ import annotations
 import gevent
 import gevent.lock
 import gevent.pool
-from gevent.socket import wait_read, wait_write
 import zmq.green as zmq
+from gevent.socket import wait_read, wait_write
 
 NAME = "gevent"
 Timeout = gevent.Timeout  # `with Timeout(s):` raises itself in the greenlet after s seconds
@@ -50,7 +50,7 @@ def receive(socket, timeout: float) -> bytes | None:
     return None
 
 
-# -- app-level I/O (m2stack.db, m2stack.fanout) ----------------------------------------
+# -- app-level I/O (m2stack.db, m2stack.demo.fanout) --------------------------------
 
 def make_semaphore(size: int) -> gevent.lock.BoundedSemaphore:
     return gevent.lock.BoundedSemaphore(size)  # acquire(timeout=s) parks only this greenlet

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 __all__ = ["TNetStringError", "dumps", "loads", "pop", "scan", "MAX_DEPTH"]
 
@@ -74,7 +75,7 @@ def _parse(data: bytes, pos: int, end: int, depth: int) -> tuple[object, int]:
     tag, start, stop = scan(data, pos, end)
     if tag == _COMMA:
         return data[start:stop], stop + 1
-    if tag == _RBRACE or tag == _RBRACKET:
+    if tag in (_RBRACE, _RBRACKET):
         if depth >= MAX_DEPTH:
             raise TNetStringError(f"nesting deeper than {MAX_DEPTH}")
         return (
@@ -108,7 +109,7 @@ def _parse(data: bytes, pos: int, end: int, depth: int) -> tuple[object, int]:
     raise TNetStringError(f"unknown type tag {bytes([tag])!r}")
 
 
-def _parse_list(data: bytes, pos: int, end: int, depth: int) -> list:
+def _parse_list(data: bytes, pos: int, end: int, depth: int) -> list[Any]:
     out = []
     while pos < end:
         value, pos = _parse(data, pos, end, depth)
@@ -116,7 +117,7 @@ def _parse_list(data: bytes, pos: int, end: int, depth: int) -> list:
     return out
 
 
-def _parse_dict(data: bytes, pos: int, end: int, depth: int) -> dict:
+def _parse_dict(data: bytes, pos: int, end: int, depth: int) -> dict[Any, Any]:
     out = {}
     while pos < end:
         tag, start, stop = scan(data, pos, end)

@@ -1,4 +1,4 @@
-"""The WSGI front door (app -> PEP 3333 callable) and the reverse adapter (any WSGI app -> App).
+"""The WSGI front door: the app as a PEP 3333 callable.
 
 wsgiref.validate checks both sides of the PEP 3333 contract on every call, and
 wsgiref.handlers.SimpleHandler is a real (if small) server that refuses hop-by-hop
@@ -16,11 +16,12 @@ from wsgiref.validate import validator
 
 import pytest
 
-from m2stack import wsgi
-from m2stack.app import App, Handler, Request
+from m2stack import hubs, run_wsgi
+from m2stack.app import App, Endpoint
 from m2stack.demo import create_app
-from m2stack.server import build_request as build_mongrel2_request
-from m2stack import protocol
+from m2stack.doors import wsgi
+
+BLOCKING = hubs.blocking_hub()
 
 
 def make_environ(method="GET", path="/json", query="", body=b"", headers=None, raw_uri=None,
@@ -63,17 +64,15 @@ def header(headers, name):
 
 @pytest.fixture
 def adapter():
-    return wsgi.WSGIAdapter(create_app(hub="test", front_door="wsgi"), max_body=100)
+    return wsgi.WSGIAdapter(create_app(BLOCKING, front_door="wsgi"), BLOCKING, max_body=100)
 
-
-# ---- the app as a WSGI callable -------------------------------------------------------
 
 def test_json_endpoint_with_every_final_header(adapter):
     status, headers, body = call(adapter, make_environ())
     assert status == 200 and json.loads(body) == {"message": "Hello, World!"}
     assert header(headers, "Content-Type") == "application/json"
     assert header(headers, "Content-Length") == str(len(body))
-    assert header(headers, "X-Front-Door") == "wsgi" and header(headers, "X-Hub") == "test"
+    assert header(headers, "X-Front-Door") == "wsgi" and header(headers, "X-Hub") == "blocking"
     assert header(headers, "X-Request-Id") and header(headers, "X-Handler-Id")
 
 
@@ -183,10 +182,10 @@ def test_request_id_from_the_client_is_kept(adapter):
 
 def test_request_headers_and_cookies_reach_the_app():
     seen = {}
-    app = App(hub="test", front_door="wsgi")
+    app = App(hub_name="test", front_door="wsgi")
 
     @app.route("/peek")
-    class Peek(Handler):
+    class Peek(Endpoint):
         def get(self):
             seen["cookies"], seen["agent"] = self.request.cookies, self.request.header("User-Agent")
             seen["type"] = self.request.header("content-type")
@@ -195,17 +194,17 @@ def test_request_headers_and_cookies_reach_the_app():
             response.set_cookie("b", "2")
             return response
 
-    status, headers, _ = call(wsgi.WSGIAdapter(app), make_environ(
+    status, headers, _ = call(wsgi.WSGIAdapter(app, BLOCKING, max_body=100), make_environ(
         path="/peek", headers={"Cookie": "x=1; y=2", "User-Agent": "t/1", "Content-Type": "text/x"}))
     assert seen == {"cookies": {"x": "1", "y": "2"}, "agent": "t/1", "type": "text/x"}
     assert [v.split(";")[0] for n, v in headers if n == "Set-Cookie"] == ["a=1", "b=2"]
 
 
 def test_no_hop_by_hop_headers_reach_a_real_wsgi_server():
-    app = App(hub="test", front_door="wsgi")
+    app = App(hub_name="test", front_door="wsgi")
 
     @app.route("/close")
-    class Close(Handler):
+    class Close(Endpoint):
         def get(self):
             response = self.text("bye")
             response.set_header("Connection", "close")
@@ -214,142 +213,41 @@ def test_no_hop_by_hop_headers_reach_a_real_wsgi_server():
     out = io.BytesIO()
     environ = make_environ(path="/close")
     handler = SimpleHandler(environ["wsgi.input"], out, sys.stderr, environ)
-    handler.run(wsgi.WSGIAdapter(app))  # wsgiref asserts on hop-by-hop headers
+    handler.run(wsgi.WSGIAdapter(app, BLOCKING, max_body=100))  # wsgiref asserts on hop-by-hop headers
     response = out.getvalue()
     assert response.startswith(b"Status: 200 OK") or response.startswith(b"HTTP/1.0 200 OK")
     assert b"Connection" not in response and response.endswith(b"bye")
 
 
-def test_running_hub_names_the_patching_library(monkeypatch):
-    monkeypatch.setenv("HUB", "label")
-    assert wsgi.running_hub() in ("label", "gevent", "eventlet")  # unpatched here: the label
-    monkeypatch.delenv("HUB")
-    if "gevent.monkey" not in sys.modules and "eventlet.patcher" not in sys.modules:
-        assert wsgi.running_hub() == "sync"
+def test_an_unpatched_process_runs_on_the_blocking_hub():
+    # The unit tests never monkey-patch: Gunicorn's worker class would.
+    assert hubs.detect().NAME == "blocking"
 
 
 def test_module_level_application_serves_the_demo_app(monkeypatch):
-    wsgi._default_adapter.cache_clear()
+    run_wsgi._adapter.cache_clear()
     monkeypatch.setenv("MAX_CONTENT_LENGTH", "5")
     try:
-        status, headers, _ = call(wsgi.application, make_environ())
+        status, headers, _ = call(run_wsgi.application, make_environ())
         assert status == 200 and header(headers, "X-Front-Door") == "wsgi"
+        assert header(headers, "X-Hub") == "blocking"
         environ = make_environ("POST", "/echo", body=b"123456", headers={"Content-Type": "application/json"})
-        assert call(wsgi.application, environ)[0] == 413
+        assert call(run_wsgi.application, environ)[0] == 413
     finally:
-        wsgi._default_adapter.cache_clear()
-
-
-# ---- any WSGI app behind the Mongrel2 front door --------------------------------------
-
-def mongrel2_request(method="GET", path="/", query="", body=b"", headers=None) -> Request:
-    meta = {"METHOD": method, "PATH": path, "VERSION": "HTTP/1.1", "REMOTE_ADDR": "10.0.0.9",
-            "host": "example.test:6767", **(headers or {})}
-    if query:
-        meta["QUERY"] = query
-    message = protocol.parse_request(protocol.encode_request(b"uuid", b"7", path, meta, body))
-    return build_mongrel2_request(message)
-
-
-def hello_wsgi(environ, start_response):
-    body = json.dumps({
-        "method": environ["REQUEST_METHOD"], "path": environ["PATH_INFO"],
-        "query": environ["QUERY_STRING"], "body": environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])).decode(),
-        "type": environ.get("CONTENT_TYPE"), "length": environ.get("CONTENT_LENGTH"),
-        "agent": environ.get("HTTP_USER_AGENT"), "server": [environ["SERVER_NAME"], environ["SERVER_PORT"]],
-        "remote": environ["REMOTE_ADDR"], "hub": environ["m2stack.hub"],
-    }).encode()
-    start_response("201 Created", [("Content-Type", "application/json"), ("Content-Length", "999"),
-                                   ("Connection", "keep-alive"), ("Set-Cookie", "a=1"),
-                                   ("Set-Cookie", "b=2")])
-    return [body[:10], b"", body[10:]]
-
-
-def test_wsgi_app_behind_mongrel2_gets_a_pep3333_environ():
-    app = wsgi.WSGIHandlerApp(validator(hello_wsgi), hub="gevent", front_door="mongrel2")
-    response = app.handle(mongrel2_request(
-        "POST", "/caf%C3%A9", "b=2&a=1&b=3", b"hello",
-        {"content-type": "text/plain", "user-agent": "t/1", "x_evil": "dropped"}))
-    assert response.status == 201
-    data = json.loads(response.body)
-    assert data == {"method": "POST", "path": "/caf\xc3\xa9", "query": "b=2&b=3&a=1", "body": "hello",
-                    "type": "text/plain", "length": "5", "agent": "t/1",
-                    "server": ["example.test", "6767"], "remote": "10.0.0.9", "hub": "gevent"}
-    names = [n.lower() for n, _ in response.headers]
-    assert "connection" not in names and names.count("content-length") == 1
-    assert dict(response.headers)["Content-Length"] == str(len(response.body))
-    assert [v for n, v in response.headers if n == "Set-Cookie"] == ["a=1", "b=2"]
-    assert dict(response.headers)["X-Front-Door"] == "mongrel2"
-
-
-def test_wsgi_app_head_keeps_the_declared_length():
-    def app_(environ, start_response):
-        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "42")])
-        return []
-    response = wsgi.WSGIHandlerApp(app_).handle(mongrel2_request("HEAD", "/x"))
-    assert response.body == b"" and dict(response.headers)["Content-Length"] == "42"
-
-
-def test_wsgi_app_that_raises_is_a_500_json():
-    def broken(environ, start_response):
-        raise RuntimeError("boom")
-    response = wsgi.WSGIHandlerApp(broken).handle(mongrel2_request(path="/x"))
-    assert response.status == 500 and json.loads(response.body)["error"]["status"] == 500
-
-
-def test_wsgi_app_error_after_start_response_with_exc_info():
-    def app_(environ, start_response):
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        try:
-            raise ValueError("late")
-        except ValueError:
-            start_response("503 Service Unavailable", [("Content-Type", "text/plain")], sys.exc_info())
-        return [b"sorry"]
-    response = wsgi.WSGIHandlerApp(app_).handle(mongrel2_request(path="/x"))
-    assert response.status == 503 and response.body == b"sorry"
-
-
-def test_bad_percent_encoding_never_reaches_the_wsgi_app():
-    called = []
-    def app_(environ, start_response):
-        called.append(1)
-        start_response("200 OK", [])
-        return [b""]
-    response = wsgi.WSGIHandlerApp(app_).handle(mongrel2_request(path="/%zz"))
-    assert response.status == 400 and not called
-
-
-def test_app_from_env(monkeypatch):
-    monkeypatch.delenv("APP", raising=False)
-    assert wsgi.app_from_env(hub="h", front_door="mongrel2").resolve("/json") is not None
-    monkeypatch.setenv("APP", "m2stack.wsgi:application")
-    app = wsgi.app_from_env(hub="h", front_door="mongrel2")
-    assert isinstance(app, wsgi.WSGIHandlerApp) and app.wsgi_app is wsgi.application
-    monkeypatch.setenv("APP", "m2stack.wsgi")
-    with pytest.raises(SystemExit):
-        wsgi.app_from_env(hub="h", front_door="mongrel2")
-
-
-def test_flask_example_behind_the_mongrel2_adapter():
-    flask_app = pytest.importorskip("examples.flask_app")
-    app = wsgi.WSGIHandlerApp(flask_app.app, hub="gevent", front_door="mongrel2")
-    response = app.handle(mongrel2_request(path="/items/1"))
-    assert response.status == 200 and json.loads(response.body) == {"id": 1, "name": "mongrel"}
-    response = app.handle(mongrel2_request(path="/login"))
-    assert len([v for n, v in response.headers if n == "Set-Cookie"]) == 2
+        run_wsgi._adapter.cache_clear()
 
 
 def test_request_timeout_is_504_json_like_behind_mongrel2():
     gevent = pytest.importorskip("gevent")
-    app = App(hub="gevent", front_door="wsgi")
+    app = App(hub_name="gevent", front_door="wsgi")
 
     @app.route("/slow")
-    class Slow(Handler):
+    class Slow(Endpoint):
         def get(self):
             gevent.sleep(5)  # cooperative: what a patched time.sleep does under the worker
             return self.text("late")
 
-    adapter = wsgi.WSGIAdapter(app, request_timeout=0.05)
+    adapter = wsgi.WSGIAdapter(app, hubs.load("gevent"), max_body=100, request_timeout=0.05)
     status, headers, body = call(adapter, make_environ(path="/slow"))
     error = json.loads(body)["error"]
     assert status == 504 and error["message"] == "the handler did not finish in time"

@@ -11,7 +11,8 @@ Response (handler -> mongrel2)::
 
     SENDER SP LEN:ID ID ID, SP HTTP-RESPONSE-BYTES      (empty bytes = close)
 
-Everything here maps bytes to values and back; sockets live elsewhere.
+Everything here maps bytes to values and back; sockets live elsewhere. The
+HTTP response bytes inside a reply are rendered by m2stack.protocol.http.
 Header names, values and the path are raw client bytes, decoded as UTF-8
 with surrogateescape: no byte is lost and decoding never raises; the app
 layer decides what is invalid.
@@ -20,17 +21,16 @@ layer decides what is invalid.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http import HTTPStatus
+from typing import Any
 
-from m2stack import tnetstring
-from m2stack.tnetstring import TNetStringError
+from m2stack.protocol import tnetstring
+from m2stack.protocol.errors import ProtocolError
+from m2stack.protocol.tnetstring import TNetStringError
 
 __all__ = [
     "MAX_IDS_PER_MESSAGE",
-    "REASONS",
     "Mongrel2Request",
     "ProtocolError",
     "encode_request",
@@ -38,22 +38,14 @@ __all__ = [
     "frame_response",
     "parse_request",
     "parse_response",
-    "render_http_response",
 ]
 
 # Mongrel2 drops a response that addresses more connections than this.
 MAX_IDS_PER_MESSAGE = 128
 
-REASONS: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
-
 _COMMA = ord(",")
 _RBRACKET = ord("]")
 _RBRACE = ord("}")
-
-
-class ProtocolError(ValueError):
-    """The bytes are not a valid Mongrel2 message (the only error raised
-    for malformed input)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +60,7 @@ class Mongrel2Request:
     headers: dict[str, str | list[str]]
     body: bytes
     # Decoded once here, so a bad control body fails at parse time.
-    _control: dict | None = field(default=None, init=False, repr=False, compare=False)
+    _control: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.headers.get("METHOD") == "JSON":
@@ -76,14 +68,15 @@ class Mongrel2Request:
 
     @property
     def method(self) -> str:
-        return self.headers.get("METHOD", "")
+        method = self.headers.get("METHOD", "")
+        return method if isinstance(method, str) else ""
 
     @property
     def is_control(self) -> bool:
         return self.method == "JSON"
 
     @property
-    def control(self) -> dict | None:
+    def control(self) -> dict[str, Any] | None:
         return self._control
 
     @property
@@ -91,7 +84,7 @@ class Mongrel2Request:
         return self._control is not None and self._control.get("type") == "disconnect"
 
 
-def _json_object(text: bytes | str, what: str) -> dict:
+def _json_object(text: bytes | str, what: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
@@ -192,7 +185,7 @@ def encode_request(
     sender: bytes,
     conn_id: bytes | int | str,
     path: str,
-    headers: dict,
+    headers: dict[str, str | list[str]],
     body: bytes,
     header_format: str = "tnetstring",
 ) -> bytes:
@@ -282,43 +275,3 @@ def parse_response(msg: bytes) -> tuple[bytes, list[bytes], bytes]:
         if not cid.isdigit():
             raise ProtocolError(f"connection id {cid!r} is not ASCII digits")
     return msg[:sp], ids, msg[stop + 2 :]
-
-
-# -- HTTP ------------------------------------------------------------------
-
-# RFC 9110 token: a header name with no room for separators or controls.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
-def _check_text(text: str, what: str) -> None:
-    # CR/LF would start a new header or body (response splitting); NUL
-    # truncates in some C parsers.
-    if "\r" in text or "\n" in text or "\0" in text:
-        raise ProtocolError(f"{what} contains CR, LF or NUL: {text!r}")
-
-
-def render_http_response(
-    status: int,
-    reason: str,
-    headers: list[tuple[str, str]],
-    body: bytes,
-    version: str = "HTTP/1.1",
-) -> bytes:
-    """Render status line, headers and body. Adds nothing (not even
-    Content-Length): the caller owns the header list."""
-    if not isinstance(status, int) or not 100 <= status <= 999:
-        raise ProtocolError(f"status {status!r} is not a 3-digit int")
-    _check_text(version, "version")
-    _check_text(reason, "reason")
-    lines = [f"{version} {status} {reason}\r\n"]
-    for name, value in headers:
-        if not _TOKEN.fullmatch(name):
-            raise ProtocolError(f"header name {name!r} is not a token")
-        _check_text(value, f"header {name!r}")
-        lines.append(f"{name}: {value}\r\n")
-    lines.append("\r\n")
-    try:
-        head = "".join(lines).encode("latin-1")
-    except UnicodeEncodeError as exc:
-        raise ProtocolError(f"response head is not latin-1: {exc}") from exc
-    return head + body

@@ -1,4 +1,7 @@
-"""The Mongrel2 front door: the receive loop that feeds the app, generic over the hub.
+"""The Mongrel2 front door: the receive loop that feeds an app, generic over the hub.
+
+`serve(hub, app, settings)` runs it until SIGTERM/SIGINT; the entry points
+(m2stack.run_gevent, m2stack.run_eventlet) pick the hub and the app.
 
 Requests arrive on a PULL socket connected to mongrel2's PUSH; responses leave on
 an XPUB socket connected to mongrel2's SUB. XPUB (a PUB that also reports
@@ -14,16 +17,17 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import time
-from types import ModuleType
+from typing import Any
 
-from . import logs, metrics, protocol
-from .app import App, Request, Response, error_response
-from .wsgi import app_from_env  # the demo app, or any WSGI app named by APP=module:callable
-from .settings import Settings
+from m2stack import metrics
+from m2stack.app import App, Request, Response, error_response
+from m2stack.hubs import Hub
+from m2stack.protocol import http
+from m2stack.protocol import mongrel2 as protocol
+from m2stack.settings import HandlerSettings
 
-log = logging.getLogger("m2stack.server")
+log = logging.getLogger("m2stack.doors.mongrel2")
 
 IDLE_WAKEUP = 0.25  # seconds: how often an idle loop looks at the stop flag
 
@@ -55,10 +59,10 @@ def build_request(message: protocol.Mongrel2Request) -> Request:
     )
 
 
-class Mongrel2Handler:
+class Mongrel2Door:
     """One handler process: a receive loop on one hub, serving one app."""
 
-    def __init__(self, hub: ModuleType, app: App, settings: Settings):
+    def __init__(self, hub: Hub, app: App, settings: HandlerSettings):
         self.hub = hub
         self.app = app
         self.settings = settings
@@ -92,13 +96,13 @@ class Mongrel2Handler:
         elif request.version == "HTTP/1.0":
             response.headers.append(("Connection", "keep-alive"))
         try:
-            http = response_bytes(response)
-        except protocol.ProtocolError:  # e.g. a header a handler set that cannot be sent
+            wire = response_bytes(response)
+        except protocol.ProtocolError:  # e.g. a header an endpoint set that cannot be sent
             log.exception("unsendable response", extra={"request_id": request.request_id})
             response = self.app.finish(request, error_response(
                 500, "internal server error", request.request_id))
-            http = response_bytes(response)
-        self.send(message, http, close=close)
+            wire = response_bytes(response)
+        self.send(message, wire, close=close)
         self.served += 1
         if self.settings.access_log:
             log.info("request", extra={
@@ -106,8 +110,8 @@ class Mongrel2Handler:
                 "method": request.method, "path": request.path[:200], "status": response.status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
 
-    def send(self, message: protocol.Mongrel2Request, http: bytes, *, close: bool) -> None:
-        for frame in protocol.frame_response(message.sender, (message.conn_id,), http):
+    def send(self, message: protocol.Mongrel2Request, wire: bytes, *, close: bool) -> None:
+        for frame in protocol.frame_response(message.sender, (message.conn_id,), wire):
             self.responses.send(frame)
         if close:
             for frame in protocol.frame_close(message.sender, (message.conn_id,)):
@@ -195,7 +199,7 @@ class Mongrel2Handler:
             if lag > 1.0:
                 log.warning("event loop lag", extra={"lag_seconds": round(lag, 3)})
 
-    def request_stop(self, signum: int, _frame) -> None:
+    def request_stop(self, signum: int, _frame: Any) -> None:
         # Only set a flag: the loop sees it within IDLE_WAKEUP. No hub calls
         # here, because a signal handler may run inside the hub itself.
         self.stopping = True
@@ -203,23 +207,13 @@ class Mongrel2Handler:
 
 def response_bytes(response: Response) -> bytes:
     # Always an HTTP/1.1 status line: valid for 1.0 clients too (RFC 9110 section 2.5).
-    return protocol.render_http_response(response.status, response.reason, response.headers,
-                                         response.body)
+    return http.render_http_response(response.status, response.reason, response.headers,
+                                     response.body)
 
 
-def main(hub: ModuleType) -> int:
-    settings = Settings.from_env()
-    logs.setup(settings.log_level)
-    app = app_from_env(hub=hub.NAME, front_door="mongrel2")
-    handler = Mongrel2Handler(hub, app, settings)
-    if settings.metrics_port:
-        metrics.serve(settings.metrics_port)
-    metrics.HUB.labels(hub.NAME, "mongrel2", hub.versions()[hub.NAME]).set(1)
-    signal.signal(signal.SIGTERM, handler.request_stop)
-    signal.signal(signal.SIGINT, handler.request_stop)
-    log.info("handler starting", extra={"hub": hub.NAME, "versions": hub.versions(),
-                                        "python": sys.version.split()[0],
-                                        "handler_id": app.handler_id,
-                                        "max_in_flight": settings.max_in_flight,
-                                        "receive_hwm": settings.receive_hwm})
-    return handler.run()
+def serve(hub: Hub, app: App, settings: HandlerSettings) -> int:
+    """Serve `app` until SIGTERM or SIGINT, then drain; the exit status."""
+    door = Mongrel2Door(hub, app, settings)
+    signal.signal(signal.SIGTERM, door.request_stop)
+    signal.signal(signal.SIGINT, door.request_stop)
+    return door.run()

@@ -8,11 +8,11 @@ import os
 import sys
 import time
 
-from m2stack.settings import Settings
+from m2stack.settings import HandlerSettings, load
 
 
 def main() -> int:
-    settings = Settings.from_env()
+    settings = load(HandlerSettings)
     try:
         age = time.time() - os.stat(settings.heartbeat_file).st_mtime
     except FileNotFoundError:

@@ -1,35 +1,31 @@
-"""The demo app: every variant (Mongrel2 + gevent/eventlet, Gunicorn) serves these routes.
-
-`create_app` is the one factory every front door calls, so no endpoint is
-written twice.
-"""
+"""The demo's basic endpoints: plaintext, json, sleep, healthz, error, echo, redirect."""
 
 from __future__ import annotations
 
 import time
 from urllib.parse import quote
 
-from .app import App, Handler, HTTPError, Response
+from m2stack.app import Endpoint, HTTPError, Response, Router
 
 MAX_SLEEP_MS = 30_000  # above the 10 s request timeout on purpose: shows the 504
 
-routes = App()
+routes = Router()
 
 
 @routes.route("/plaintext")
-class Plaintext(Handler):
+class Plaintext(Endpoint):
     def get(self) -> Response:
         return self.text("Hello, World!")
 
 
 @routes.route("/json")
-class Json(Handler):
+class Json(Endpoint):
     def get(self) -> Response:
         return self.json({"message": "Hello, World!"})
 
 
 @routes.route("/sleep")
-class Sleep(Handler):
+class Sleep(Endpoint):
     """A cooperative wait: time.sleep is monkey-patched by the hub, so others run meanwhile."""
 
     def get(self) -> Response:
@@ -39,13 +35,13 @@ class Sleep(Handler):
 
 
 @routes.route("/healthz")
-class Healthz(Handler):
+class Healthz(Endpoint):
     def get(self) -> Response:
-        return self.json({"status": "ok", "hub": self.app.hub, "handler_id": self.app.handler_id})
+        return self.json({"status": "ok", "hub": self.app.hub_name, "handler_id": self.app.handler_id})
 
 
 @routes.route("/error")
-class Error(Handler):
+class Error(Endpoint):
     """Raises on purpose: shows (and tests) that a handler crash is a 500, not a hung client."""
 
     def get(self) -> Response:
@@ -53,7 +49,7 @@ class Error(Handler):
 
 
 @routes.route("/echo")
-class Echo(Handler):
+class Echo(Endpoint):
     """Echoes a JSON body back: exercises body handling, 400 and 415 through every door."""
 
     def post(self) -> Response:
@@ -61,7 +57,7 @@ class Echo(Handler):
 
 
 @routes.route("/redirect")
-class Redirect(Handler):
+class Redirect(Endpoint):
     """Input that ends up in a response header: a local path only, never CR/LF.
 
     Refusing here gives the client a 400 it can act on; Response.set_header would
@@ -78,16 +74,3 @@ class Redirect(Handler):
         response = self.json({"location": location}, status=302)
         response.set_header("Location", location)
         return response
-
-
-def create_app(*, hub: str, front_door: str) -> App:
-    from . import fanout, items, world  # PostgreSQL and outbound HTTP endpoints (issue 4)
-
-    app = App(hub=hub, front_door=front_door)
-    app.include(routes)
-    for module in (world, items, fanout):
-        app.include(module.routes)
-    return app
-
-
-__all__ = ["create_app", "HTTPError"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 from html import escape
 
-from . import db
-from .app import App, Handler, Response
+from m2stack import db
+from m2stack.app import Endpoint, Response, Router
 
 WORLD_ROWS = 10_000
 MAX_QUERIES = 500
@@ -22,7 +22,7 @@ EXTRA_FORTUNE = (0, "Additional fortune added at request time.")
 SELECT_WORLD = "SELECT id, randomnumber FROM world WHERE id = %s"
 SELECT_FORTUNES = "SELECT id, message FROM fortune"
 
-routes = App()
+routes = Router()
 
 
 def queries_count(raw: str | None) -> int:
@@ -50,14 +50,14 @@ def sorted_fortunes(rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
     return sorted([*rows, EXTRA_FORTUNE], key=lambda row: row[1])
 
 
-class DatabaseHandler(Handler):
+class DatabaseEndpoint(Endpoint):
     @property
     def db(self) -> db.Pool:
-        return db.pool(self.app.hub)
+        return self.app.state.db
 
 
 @routes.route("/db")
-class SingleQuery(DatabaseHandler):
+class SingleQuery(DatabaseEndpoint):
     def get(self) -> Response:
         with self.db.cursor() as cursor:
             cursor.execute(SELECT_WORLD, (random_id(),))
@@ -66,7 +66,7 @@ class SingleQuery(DatabaseHandler):
 
 
 @routes.route("/queries")
-class MultipleQueries(DatabaseHandler):
+class MultipleQueries(DatabaseEndpoint):
     def get(self) -> Response:
         count = queries_count(self.request.argument("queries"))
         worlds = []
@@ -79,7 +79,7 @@ class MultipleQueries(DatabaseHandler):
 
 
 @routes.route("/fortunes")
-class Fortunes(DatabaseHandler):
+class Fortunes(DatabaseEndpoint):
     def get(self) -> Response:
         with self.db.cursor() as cursor:
             cursor.execute(SELECT_FORTUNES)
@@ -88,7 +88,7 @@ class Fortunes(DatabaseHandler):
 
 
 @routes.route("/updates")
-class Updates(DatabaseHandler):
+class Updates(DatabaseEndpoint):
     def get(self) -> Response:
         count = queries_count(self.request.argument("queries"))
         with self.db.transaction() as cursor:
@@ -107,7 +107,7 @@ class Updates(DatabaseHandler):
 
 
 @routes.route("/db/sleep")
-class DatabaseSleep(DatabaseHandler):
+class DatabaseSleep(DatabaseEndpoint):
     """`SELECT pg_sleep(ms/1000)`: a slow query, to show the hub serving others meanwhile."""
 
     def get(self) -> Response:

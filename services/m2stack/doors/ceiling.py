@@ -2,11 +2,11 @@
 
 Plain blocking pyzmq in one thread: no hub, no greenlets, no app, no framework.
 It answers GET /plaintext and GET /json with response bytes rendered once at
-start-up (through protocol.py, so they are valid HTTP), 404 for anything else,
+start-up (through the protocol layer, so they are valid HTTP), 404 for anything else,
 and closes the connection when the client asked for it. Whatever the real
 handlers spend above this per request is the price of the hub and the app.
 
-    python3 -m m2stack.ceiling        (same M2_* / HANDLER_* settings as the handlers)
+    python3 -m m2stack.doors.ceiling        (same M2_* / HANDLER_* settings as the handlers)
 
 It is a load-test variant (`compose/ceiling.yml`), not a product: no request ids,
 no validation, no error handling beyond not dying on a malformed message.
@@ -20,19 +20,20 @@ import time
 
 import zmq
 
-from . import protocol
-from .settings import Settings
+from m2stack.httpspec import REASONS
+from m2stack.protocol import http
+from m2stack.settings import HandlerSettings, load
 
 log = logging.getLogger("m2stack.ceiling")
 
-_HEADERS = [("X-Hub", "none"), ("X-Front-Door", "mongrel2-ceiling")]
+_HEADERS = [("X-Hub", "blocking"), ("X-Front-Door", "mongrel2-ceiling")]
 
 
 def _render(status: int, content_type: str, body: bytes, close: bool = False) -> bytes:
     headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), *_HEADERS]
     if close:
         headers.append(("Connection", "close"))
-    return protocol.render_http_response(status, protocol.REASONS[status], headers, body)
+    return http.render_http_response(status, REASONS[status], headers, body)
 
 
 # (path, close?) -> the complete HTTP response
@@ -76,7 +77,7 @@ def answer(raw: bytes) -> list[bytes]:
 
 
 def main() -> int:
-    settings = Settings.from_env()
+    settings = load(HandlerSettings)
     # Plain logging: m2stack.logs needs msgspec, and this image carries pyzmq only.
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stopping = False

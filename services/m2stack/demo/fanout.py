@@ -2,7 +2,7 @@
 
 Outbound HTTP is the standard library's http.client: its sockets (and DNS) are
 monkey-patched by the hub, so each GET parks only its own greenlet. The K GETs run in K
-greenlets (`map_concurrently` of the hub adapter). Targets are settings, never taken from
+greenlets (`map_concurrently` of the hub the app was built on). Targets are settings, never taken from
 the request (no server-side request forgery):
 
   FANOUT_URL        default http://mongrel2:6767/static/sample.json  (mongrel2's Dir route)
@@ -16,39 +16,18 @@ possibly on this very handler): the test that K slow GETs overlap.
 from __future__ import annotations
 
 import http.client
-import os
 import time
 from collections import Counter
-from dataclasses import dataclass
-from functools import cache
 from urllib.parse import urlsplit
 
-from .app import App, Handler, HTTPError, Response
-from .hubs import load as load_hub
-from .settings import env_number
+from m2stack.app import Endpoint, HTTPError, Response, Router
+from m2stack.hubs import AppHub
+from m2stack.settings import FanoutSettings
 
 MAX_FANOUT = 100
 MAX_DELAY_MS = 2_000
 
-routes = App()
-
-
-@dataclass(frozen=True)
-class FanoutSettings:
-    url: str
-    slow_url: str
-    timeout: float
-
-    @classmethod
-    def from_env(cls) -> "FanoutSettings":
-        return cls(url=os.environ.get("FANOUT_URL", "http://mongrel2:6767/static/sample.json"),
-                   slow_url=os.environ.get("FANOUT_SLOW_URL", "http://mongrel2:6767/sleep?ms={ms}"),
-                   timeout=env_number("FANOUT_TIMEOUT", 5.0, float))
-
-
-@cache
-def settings() -> FanoutSettings:
-    return FanoutSettings.from_env()
+routes = Router()
 
 
 def fetch(url: str, timeout: float) -> dict:
@@ -84,17 +63,29 @@ def summarise(url: str, results: list[dict], elapsed: float) -> dict:
             "sum_of_request_ms": round(sum(r["ms"] for r in results), 1)}
 
 
+class Client:
+    """The fan-out of one process: its targets and the hub that runs GETs side by side."""
+
+    def __init__(self, settings: FanoutSettings, hub: AppHub):
+        self.settings = settings
+        self.hub = hub
+
+    def get_all(self, url: str, n: int) -> list[dict]:
+        timeout = self.settings.timeout
+        return self.hub.map_concurrently(lambda target: fetch(target, timeout), [url] * n)
+
+
 @routes.route("/fanout")
-class Fanout(Handler):
+class Fanout(Endpoint):
     """200 with the summary when every GET got a 2xx; 502 with the same summary otherwise."""
 
     def get(self) -> Response:
         n = self.request.int_argument("n", 10, minimum=1, maximum=MAX_FANOUT)
         delay = self.request.int_argument("delay_ms", 0, minimum=0, maximum=MAX_DELAY_MS)
-        config = settings()
-        url = config.slow_url.format(ms=delay) if delay else config.url
+        client: Client = self.app.state.fanout
+        url = client.settings.slow_url.format(ms=delay) if delay else client.settings.url
         started = time.monotonic()
-        results = load_hub(self.app.hub).map_concurrently(lambda u: fetch(u, config.timeout), [url] * n)
+        results = client.get_all(url, n)
         summary = summarise(url, results, time.monotonic() - started)
         if summary["failed"]:
             raise HTTPError(502, "some fan-out requests failed", details=summary)

@@ -7,9 +7,12 @@ become separate view Structs (`ItemPublic` has no owner-only field, so it cannot
 Decoding: the request body is decoded and validated in ONE pass, in C, straight into an
 `ItemIn` (`msgspec.json.Decoder(ItemIn)`). msgspec stops at the first error, which is
 right for the fast path but not for a client that wants to fix its request at once, so
-only when that pass fails, `item_errors` decodes the body to plain JSON and checks each
-field on its own against the same annotations (`msgspec.convert`), collecting every error
-with its path. Both passes read the same declarations, so they cannot disagree.
+only when that pass fails, `item_errors` checks each field of the plain JSON on its own
+against the same annotations (`msgspec.convert`), collecting every error with its path.
+Both passes read the same declarations; a property test holds them to agreeing.
+
+Duplicate keys are refused (400): msgspec would keep the last value without a word, and
+other parsers keep the first. The plain-JSON parse that finds them runs on every body.
 
 Unknown fields are rejected (422, "unknown field"), as DictShield's strict validation did:
 a typo in an optional field name would otherwise be silently dropped.
@@ -17,16 +20,18 @@ a typo in an optional field name would otherwise be silently dropped.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
 
-from .app import App, HTTPError, Response
-from .world import DatabaseHandler
+from m2stack.app import HTTPError, Response, Router
+from m2stack.app.request import malformed_json
+from m2stack.demo.world import DatabaseEndpoint
 
-routes = App()
+routes = Router()
 
 NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=NO_CONTROL)]
@@ -58,7 +63,6 @@ class ItemPublic(msgspec.Struct):
 
 OWNER_ONLY = frozenset({"owner_email", "note"})
 _decode_item = msgspec.json.Decoder(ItemIn).decode
-_decode_any = msgspec.json.Decoder().decode
 
 
 def _error(path: str, exc: msgspec.ValidationError) -> dict[str, str]:
@@ -89,26 +93,49 @@ def item_errors(data: Any) -> list[dict[str, str]]:
     return errors
 
 
-def decode_item(body: bytes) -> ItemIn:
-    """ItemIn from a JSON body; 400 if not JSON, 422 listing every invalid field."""
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise HTTPError(400, "duplicate key in JSON object", details={"key": duplicate[:100]})
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # json.loads would accept NaN and Infinity
+
+
+def parse_unique(body: bytes) -> Any:
+    """The body as plain JSON, refusing an object that names a key twice (400).
+
+    RFC 8259 leaves duplicate names to the receiver, and receivers differ (first wins,
+    last wins, error): a body that means one thing here and another to the next parser
+    is refused rather than guessed at. msgspec keeps the last value silently, so this
+    check runs on every body, valid or not.
+    """
     try:
-        return _decode_item(body)
+        return json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise malformed_json(exc) from None
+
+
+def decode_item(body: bytes) -> ItemIn:
+    """ItemIn from a JSON body; 400 if not JSON or a key repeats, 422 listing every
+    invalid field."""
+    try:
+        item: ItemIn | None = _decode_item(body)
     except msgspec.ValidationError:
-        pass
+        item = None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter for bad UTF-8
-        raise HTTPError(400, "malformed JSON body", details=str(exc)) from None
-    try:  # the slow path, for the error report only
-        data = _decode_any(body)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # the first pass stopped earlier
-        raise HTTPError(400, "malformed JSON body", details=str(exc)) from None
+        raise malformed_json(exc) from None
+    data = parse_unique(body)  # after a ValidationError, also the rest of the body
+    if item is not None:
+        return item
     errors = item_errors(data)
-    if not errors:  # cannot happen while both passes read the same Struct; never a 500
-        raise HTTPError(422, "invalid item", details={"errors": [{"path": "$", "reason": "invalid"}]})
+    if not errors:  # both passes read the same Struct (a property test holds them to it)
+        errors = [{"path": "$", "reason": "invalid"}]
     raise HTTPError(422, "invalid item", details={"errors": errors})
-
-
-def _is_json(content_type: str) -> bool:
-    return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
 SELECT_ITEM = "SELECT id, name, price_cents, tags, created_at FROM items WHERE id = %s"
@@ -117,12 +144,9 @@ INSERT_ITEM = ("INSERT INTO items (name, price_cents, tags, owner_email, note)"
 
 
 @routes.route("/items")
-class Items(DatabaseHandler):
+class Items(DatabaseEndpoint):
     def post(self) -> Response:
-        content_type = self.request.header("content-type", "")
-        if not _is_json(content_type):
-            raise HTTPError(415, "expected Content-Type: application/json",
-                            details={"content_type": content_type[:100]})
+        self.request.expect_json()
         item = decode_item(self.request.body)
         with self.db.transaction() as cursor:  # one INSERT; any error rolls it back
             cursor.execute(INSERT_ITEM, (item.name, item.price_cents, item.tags,
@@ -135,7 +159,7 @@ class Items(DatabaseHandler):
 
 
 @routes.route("/items/{item_id:int}")
-class Item(DatabaseHandler):
+class Item(DatabaseEndpoint):
     def get(self, item_id: int) -> Response:
         with self.db.cursor() as cursor:
             cursor.execute(SELECT_ITEM, (item_id,))

@@ -1,0 +1,124 @@
+"""The app: routes requests to endpoints and turns every outcome into a final response.
+
+It knows nothing about Mongrel2, WSGI or the hub. A front door builds a `Request` with
+`Request.from_raw`, calls `App.handle` (or `handle_within`, with the hub's timer), and
+gets back a final `Response` (status, complete headers, body) that it only writes out.
+`App.handle` never raises: every failure becomes a JSON error response.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+from m2stack import metrics
+from m2stack.app.request import Request
+from m2stack.app.response import HTTPError, Response, error_response
+from m2stack.app.routing import SUPPORTED_METHODS, Endpoint, Route, Router
+
+log = logging.getLogger("m2stack.app")
+
+
+class App:
+    """An app is its routes plus who serves it: `hub_name` and `front_door` are names
+    for the X-Hub / X-Front-Door headers and metrics; the app never calls a hub.
+    `state` holds what the app's endpoints share (pools, clients): whoever builds the app
+    puts them there."""
+
+    def __init__(self, routes: Router | None = None, *, hub_name: str = "blocking",
+                 front_door: str = "none", handler_id: str | None = None):
+        self.routes = routes if routes is not None else Router()
+        self.hub_name = hub_name
+        self.front_door = front_door
+        self.handler_id = handler_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.state = SimpleNamespace()
+
+    def route(self, pattern: str) -> Callable[[type[Endpoint]], type[Endpoint]]:
+        """`@app.route(...)`: the same decorator as `Router.route`, on this app's routes."""
+        return self.routes.route(pattern)
+
+    def resolve(self, path: str) -> tuple[Route, dict[str, Any]] | None:
+        return self.routes.resolve(path)
+
+    def handle(self, request: Request) -> Response:
+        """Run the request through its endpoint; never raises."""
+        started = time.perf_counter()
+        found = None if request.error else self.resolve(request.path)
+        metrics.IN_FLIGHT.inc()
+        try:
+            response = self._dispatch(request, found)
+        except HTTPError as exc:
+            response = error_response(exc.status, exc.message, request.request_id,
+                                      exc.details, exc.headers)
+        except Exception:
+            log.exception("unhandled error in endpoint",
+                          extra={"request_id": request.request_id, "path": request.path,
+                                 "method": request.method})
+            response = error_response(500, "internal server error", request.request_id)
+        finally:
+            metrics.IN_FLIGHT.dec()
+        route = found[0].pattern if found else "unmatched"
+        metrics.observe(route, request.method if request.method in SUPPORTED_METHODS else "other",
+                        response.status, started)
+        return self.finish(request, response)
+
+    def handle_within(self, request: Request, limit: float, timeout_class: Any) -> Response:
+        """`handle`, or 504 if it takes longer than `limit` seconds (0: no limit).
+
+        `timeout_class` is the hub's `Timeout`, passed in by the front door, so the app
+        stays hub-agnostic. Neither front door times a request out by itself: behind mongrel2
+        a stuck request would hold its client until mongrel2's idle reaper.
+        """
+        if not limit:
+            return self.handle(request)
+        deadline = timeout_class(limit)
+        try:
+            with deadline:
+                return self.handle(request)
+        except timeout_class as fired:
+            if fired is not deadline:
+                raise
+        log.warning("request timed out", extra={"request_id": request.request_id,
+                                                "path": request.path[:200], "timeout": limit})
+        metrics.REQUESTS.labels("deadline", request.method if request.method in SUPPORTED_METHODS
+                                else "other", "504").inc()
+        return self.finish(request, error_response(
+            504, "the handler did not finish in time", request.request_id,
+            details={"timeout_seconds": limit}))
+
+    def finish(self, request: Request, response: Response) -> Response:
+        """Add the headers every response carries; drop the body for HEAD."""
+        headers = response.headers
+        headers.append(("Content-Length", str(len(response.body))))
+        headers.append(("X-Request-Id", request.request_id))
+        headers.append(("X-Handler-Id", self.handler_id))
+        headers.append(("X-Hub", self.hub_name))
+        headers.append(("X-Front-Door", self.front_door))
+        if request.method == "HEAD":
+            response.body = b""
+        return response
+
+    def _dispatch(self, request: Request, found: tuple[Route, dict[str, Any]] | None) -> Response:
+        if request.error is not None:
+            raise request.error
+        if found is None:
+            raise HTTPError(404, "no route for this path", details={"path": request.path[:200]})
+        route, params = found
+        endpoint = route.endpoint
+        method = request.method
+        verb = "get" if method == "HEAD" else method.lower()
+        action = getattr(endpoint, verb, None) if method in SUPPORTED_METHODS else None
+        if action is None:
+            allowed = ", ".join(endpoint.allowed_methods())
+            raise HTTPError(405, f"method {method[:20]!r} not allowed here",
+                            details={"allowed": allowed}, headers=[("Allow", allowed)])
+        response = action(endpoint(self, request), **params)
+        if not isinstance(response, Response):
+            raise TypeError(f"{endpoint.__name__}.{verb} returned {type(response).__name__},"
+                            " not a Response")
+        return response

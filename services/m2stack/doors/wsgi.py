@@ -1,0 +1,119 @@
+"""The WSGI front door (PEP 3333, the application side): the app as a WSGI callable.
+
+Gunicorn (or any WSGI server) becomes a second front door to the same app: `WSGIAdapter`
+builds the same `Request` as the Mongrel2 door (strict percent/UTF-8 decoding, bounded
+body) and hands back `App.finish`'s final headers minus the hop-by-hop ones, which the
+server owns. What Gunicorn loads is `m2stack.run_wsgi:application`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import quote, urlsplit
+
+from m2stack import httpspec
+from m2stack.app import App, HTTPError, Request, Response
+from m2stack.hubs import AppHub
+
+_UNRESERVED = "/!$&'()*+,;=:@-._~"  # pchar minus '%': what quote() may leave as is in a path
+
+def _raw_target(environ: dict) -> tuple[bytes, bytes]:
+    """The path and query as the client sent them (still percent-encoded)."""
+    query = environ.get("QUERY_STRING", "").encode("latin-1")
+    raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw_uri and not environ.get("SCRIPT_NAME"):
+        # Gunicorn's RAW_URI is the request target: origin form "/p?q", or absolute form.
+        target = raw_uri.encode("latin-1")
+        if not target.startswith(b"/"):
+            target = urlsplit(target).path or b"/"  # absolute form, or "*"
+        return target.split(b"?", 1)[0].split(b"#", 1)[0], query
+    # PEP 3333 gives PATH_INFO already percent-decoded, as latin-1 characters of the raw
+    # bytes. Quote it again so Request.from_raw's strict decoding sees the same bytes.
+    path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1")
+    return quote(path, safe=_UNRESERVED).encode("ascii") or b"/", query
+
+
+def _headers_from_environ(environ: dict) -> dict[str, str]:
+    headers = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            name = key[5:]
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            name = key
+        else:
+            continue
+        if value == "":
+            continue  # wsgiref and others set CONTENT_TYPE/LENGTH to "" when absent
+        # Latin-1 is how PEP 3333 carries header bytes; the app layer wants text.
+        headers[name.lower().replace("_", "-")] = value.encode("latin-1").decode("utf-8", "replace")
+    return headers
+
+
+def _read_body(environ: dict, limit: int) -> bytes:
+    """Read the declared body, refusing more than `limit` bytes without reading them."""
+    stream = environ["wsgi.input"]
+    declared = environ.get("CONTENT_LENGTH", "")
+    if declared:
+        if not declared.isdigit():
+            raise HTTPError(400, "invalid Content-Length", details={"content_length": declared[:40]})
+        length = int(declared)
+        if length > limit:
+            raise HTTPError(413, "request body too large", details={"limit": limit, "length": length})
+    elif environ.get("wsgi.input_terminated"):
+        length = -1  # chunked: the server ends the stream at the end of the body
+    else:
+        return b""
+    chunks, size = [], 0
+    while length < 0 or size < length:
+        want = (length - size) if length >= 0 else (limit + 1 - size)
+        chunk = stream.read(min(want, 65536))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise HTTPError(413, "request body too large", details={"limit": limit})
+    if length >= 0 and size < length:
+        raise HTTPError(400, "request body shorter than Content-Length",
+                        details={"content_length": length, "received": size})
+    return b"".join(chunks)
+
+
+def build_request(environ: dict, max_body: int) -> Request:
+    """A WSGI environ to the app's Request; undecodable input becomes request.error (400/413)."""
+    raw_path, raw_query = _raw_target(environ)
+    headers = _headers_from_environ(environ)
+    kwargs = {"version": environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+              "remote_addr": environ.get("REMOTE_ADDR", "")}
+    method = environ.get("REQUEST_METHOD", "GET")
+    try:
+        body = _read_body(environ, max_body)
+    except HTTPError as exc:
+        request = Request.from_raw(method, raw_path, raw_query, headers, b"", **kwargs)
+        request.error = request.error or exc
+        return request
+    return Request.from_raw(method, raw_path, raw_query, headers, body, **kwargs)
+
+
+class WSGIAdapter:
+    """The app as a PEP 3333 application.
+
+    `request_timeout` (seconds, 0 for none) answers 504 like the Mongrel2 front door
+    does, with the hub's Timeout (the blocking hub's never fires).
+    """
+
+    def __init__(self, app: App, hub: AppHub, *, max_body: int, request_timeout: float = 0):
+        self.app = app
+        self.hub = hub
+        self.max_body = max_body
+        self.request_timeout = request_timeout
+
+    def handle(self, request: Request) -> Response:
+        return self.app.handle_within(request, self.request_timeout, self.hub.Timeout)
+
+    def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
+        response = self.handle(build_request(environ, self.max_body))
+        headers = [(name, value) for name, value in response.headers
+                   if name.lower() not in httpspec.HOP_BY_HOP]
+        start_response(f"{response.status} {response.reason}", headers)
+        return [response.body]
