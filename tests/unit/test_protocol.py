@@ -4,9 +4,10 @@ import ast
 import json
 import pathlib
 import sys
+import warnings
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import m2stack.protocol
@@ -447,9 +448,16 @@ def test_control_roundtrip(sender, conn_id, fmt, control):
     assert req.is_disconnect == (control.get("type") == "disconnect")
 
 
+# Sizes on both sides of every 128-id chunk boundary, not just the short lists
+# st.lists draws by default (it almost never passes 20 elements).
+id_counts = st.sampled_from([1, 2, 127, 128, 129, 255, 256, 257, 300]) | st.integers(0, 400)
+id_lists = id_counts.flatmap(lambda n: st.lists(conn_ids, min_size=n, max_size=n))
+
+
 @FAST
-@given(senders, st.lists(conn_ids, max_size=300), st.binary(max_size=80))
+@given(senders, id_lists, st.binary(max_size=80))
 def test_response_roundtrip(sender, ids, body):
+    event(f"{-(-len(ids) // MAX_IDS_PER_MESSAGE)} frames")
     frames = frame_response(sender, ids, body)
     assert len(frames) == -(-len(ids) // MAX_IDS_PER_MESSAGE)
     seen = []
@@ -476,6 +484,53 @@ def only_protocol_errors(msg: bytes) -> None:
 @given(st.binary(max_size=80))
 def test_arbitrary_bytes_only_raise_protocol_error(msg):
     only_protocol_errors(msg)
+
+
+# Raw bytes die at the first prefix check; these are built from the message's own pieces
+# (netstring lengths that are right, off by a little or absurd; every tag; nesting), so
+# most of them reach the netstring, header and body parsers.
+netstring_tags = st.sampled_from(list(b",#^!~]}") + [ord("x")])
+
+
+@st.composite
+def netstrings(draw, depth=0):
+    if depth < 3 and draw(st.integers(0, 3)) == 0:
+        payload = b"".join(draw(st.lists(netstrings(depth + 1), max_size=4)))
+    else:
+        payload = draw(st.binary(max_size=12) | st.sampled_from([b"METHOD", b"GET", b"JSON", b"12", b"true"]))
+    length = len(payload) + draw(st.sampled_from([0, 0, 0, 0, -1, 1, 10**6]))
+    return b"%d:%b%c" % (max(length, 0), payload, draw(netstring_tags))
+
+
+@st.composite
+def near_messages(draw) -> bytes:
+    prefix = b"%b %d %b " % (draw(senders), draw(conn_ids), draw(st.sampled_from([b"/", b"/json", b"@*"])))
+    return prefix + b"".join(draw(st.lists(netstrings(), min_size=1, max_size=3)))
+
+
+def _parse_outcome(msg: bytes) -> str:
+    """Which check stopped the parser (the error's wording without its details)."""
+    try:
+        parse_request(msg)
+    except ProtocolError as exc:
+        return str(exc).split(":")[0].split(" at offset")[0][:40]
+    return "parsed"
+
+
+@settings(max_examples=300, deadline=None)
+@given(near_messages())
+def test_near_valid_messages_only_raise_protocol_error(msg):
+    event(_parse_outcome(msg))
+    only_protocol_errors(msg)
+
+
+def test_near_valid_messages_get_past_the_prefix():
+    """The strategy above must reach deep states, or it tests nothing beyond the prefix."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # .example() is meant for the console; here it samples
+        outcomes = [_parse_outcome(near_messages().example()) for _ in range(300)]
+    assert "expected 'SENDER CONN_ID PATH ' prefix" not in outcomes
+    assert len(set(outcomes)) >= 5, sorted(set(outcomes))
 
 
 # Arbitrary bytes after a valid prefix reach the netstring/header parsers.
