@@ -32,8 +32,13 @@ script_dir=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 : "${M2_STATIC_DIR:=/srv/static}"
 : "${M2_ACCESS_LOG:=/dev/stdout}"
 : "${M2_ERROR_LOG:=/dev/stderr}"
-: "${M2_SERVER_UUID:=9f6c3a3e-6f57-4c55-9d3b-2f1e2f5b7a01}"
-: "${M2_SEND_IDENT:=4e2b8f0c-1d7a-4c3e-8a55-6b0d9c7e3f12}"
+# Every front gets its own identities, new at each start, unless set: handlers address a
+# reply to the front by M2_SEND_IDENT (the SENDER of each request; mongrel2's SUB subscribes
+# to it), so two fronts sharing one would each deliver a reply to whichever of their own
+# clients holds that connection id.
+new_uuid() { cat /proc/sys/kernel/random/uuid; }
+: "${M2_SERVER_UUID:=$(new_uuid)}"
+: "${M2_SEND_IDENT:=$(new_uuid)}"
 
 # Absolute paths: mongrel2 runs without chroot and never changes directory, and the
 # tests may pass relative ones.

@@ -45,6 +45,14 @@ class HandlerSettings(msgspec.Struct, frozen=True):
     # Mongrel2's handler sockets: it binds both, handlers connect.
     requests_endpoint: str = field(default="tcp://127.0.0.1:9997", name="M2_REQUESTS_ENDPOINT")
     responses_endpoint: str = field(default="tcp://127.0.0.1:9996", name="M2_RESPONSES_ENDPOINT")
+    # Seconds between DNS look-ups of the front name (the host of the endpoints above; e.g.
+    # tasks.mongrel2 in Swarm): new fronts are connected, gone ones dropped. 0: look up once.
+    fronts_refresh: Seconds = field(default=5.0, name="M2_FRONTS_REFRESH")
+    # An idle ZeroMQ connection is probed after this many seconds (TCP keepalive), well
+    # under the ~900 s after which overlays, NAT and VIPs forget it.
+    keepalive_idle: Annotated[int, Meta(ge=1)] = field(default=60, name="M2_KEEPALIVE_IDLE")
+    # ZMTP heartbeat: libzmq pings each peer this often and drops it after 3 missed (0: off).
+    peer_heartbeat: Seconds = field(default=10.0, name="M2_PEER_HEARTBEAT")
     # Greenlets per process; when all are busy the loop stops pulling (back-pressure).
     max_in_flight: Positive = field(default=10_000, name="HANDLER_MAX_IN_FLIGHT")
     # Small, so little is queued in a handler that dies.

@@ -3,10 +3,9 @@
 `serve(hub, app, settings)` runs it until SIGTERM/SIGINT; the entry points
 (m2stack.run_gevent, m2stack.run_eventlet) pick the hub and the app.
 
-Requests arrive on a PULL socket connected to mongrel2's PUSH; responses leave on
-an XPUB socket connected to mongrel2's SUB. XPUB (a PUB that also reports
-subscriptions) lets us wait until mongrel2 has subscribed before pulling any
-request, so the first responses are not dropped by the slow-joiner race.
+Requests arrive on one PULL socket connected to every front's PUSH; each reply leaves on
+the XPUB socket of the front that sent the request (doors/fronts.py: fronts are found by
+DNS, and pulled from only once they have subscribed to their replies).
 
 Shutdown (SIGTERM/SIGINT): disconnect the PULL socket so mongrel2 stops routing
 to us, drain what was already queued here, finish in-flight greenlets within the
@@ -21,16 +20,14 @@ import time
 from typing import Any
 
 from m2stack import metrics
-from m2stack.app import App, Request, Response, error_response
+from m2stack.app import App, HTTPError, Request, Response, error_response
+from m2stack.doors.fronts import IDLE_WAKEUP, Front, Fronts
 from m2stack.hubs import Hub
 from m2stack.protocol import http
 from m2stack.protocol import mongrel2 as protocol
 from m2stack.settings import HandlerSettings
 
 log = logging.getLogger("m2stack.doors.mongrel2")
-
-IDLE_WAKEUP = 0.25  # seconds: how often an idle loop looks at the stop flag
-
 
 def _headers_for_app(raw: dict[str, str | list[str]]) -> dict[str, str]:
     """Client headers only (mongrel2's are upper-case), repeated ones joined per RFC 9110."""
@@ -48,7 +45,7 @@ def build_request(message: protocol.Mongrel2Request) -> Request:
     """Mongrel2's message to the app's Request (percent-decoding is the app's job)."""
     meta = message.headers
     raw_query = meta.get("QUERY", "")
-    return Request.from_raw(
+    request = Request.from_raw(
         message.method,
         str(meta.get("PATH", message.path)).encode("utf-8", "surrogateescape"),
         str(raw_query).encode("utf-8", "surrogateescape"),
@@ -57,6 +54,18 @@ def build_request(message: protocol.Mongrel2Request) -> Request:
         version=str(meta.get("VERSION", "HTTP/1.1")),
         remote_addr=str(meta.get("REMOTE_ADDR", "")),
     )
+    if conflicting_lengths(meta) and request.error is None:
+        request.error = HTTPError(400, "conflicting Content-Length values",
+                                  details={"content_length": meta["content-length"]})
+    return request
+
+
+def conflicting_lengths(meta: dict[str, str | list[str]]) -> bool:
+    """Two Content-Length headers that differ (a repeated header arrives as a list).
+    Mongrel2 takes the first and parses the rest as a new request; a proxy that takes the
+    last would see another body: RFC 9112 says reject and close (request smuggling)."""
+    lengths = meta.get("content-length")
+    return isinstance(lengths, list) and len({value.strip() for value in lengths}) > 1
 
 
 class Mongrel2Door:
@@ -67,19 +76,17 @@ class Mongrel2Door:
         self.app = app
         self.settings = settings
         self.stopping = False
-        zmq = hub.zmq
-        self.context = zmq.Context()
-        self.responses = self.context.socket(zmq.XPUB)
-        self.responses.setsockopt(zmq.LINGER, 2000)  # flush replies on exit, bounded
-        self.requests = self.context.socket(zmq.PULL)
-        self.requests.setsockopt(zmq.RCVHWM, settings.receive_hwm)
-        self.requests.setsockopt(zmq.LINGER, 0)
+        self.context = hub.zmq.Context()
+        self.fronts = Fronts(hub, self.context, settings, self.dispatch)
         self.pool = hub.make_pool(settings.max_in_flight)
         self.served = 0
 
     # -- one request -------------------------------------------------------------
 
-    def handle_message(self, raw: bytes) -> None:
+    def dispatch(self, raw: bytes, front: Front) -> None:
+        self.hub.spawn(self.pool, self.handle_message, raw, front)  # blocks while the pool is full
+
+    def handle_message(self, raw: bytes, front: Front) -> None:
         try:
             message = protocol.parse_request(raw)
         except protocol.ProtocolError as exc:
@@ -90,7 +97,7 @@ class Mongrel2Door:
         request = build_request(message)
         started = time.perf_counter()
         response = self.app.handle_within(request, self.settings.request_timeout, self.hub.Timeout)
-        close = request.wants_close
+        close = request.wants_close or conflicting_lengths(message.headers)
         if close:
             response.headers.append(("Connection", "close"))
         elif request.version == "HTTP/1.0":
@@ -102,7 +109,7 @@ class Mongrel2Door:
             response = self.app.finish(request, error_response(
                 500, "internal server error", request.request_id))
             wire = response_bytes(response)
-        self.send(message, wire, close=close)
+        self.send(front, message, wire, close=close)
         self.served += 1
         if self.settings.access_log:
             log.info("request", extra={
@@ -110,89 +117,57 @@ class Mongrel2Door:
                 "method": request.method, "path": request.path[:200], "status": response.status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
 
-    def send(self, message: protocol.Mongrel2Request, wire: bytes, *, close: bool) -> None:
+    def send(self, front: Front, message: protocol.Mongrel2Request, wire: bytes, *, close: bool) -> None:
+        responses = front.responses
         for frame in protocol.frame_response(message.sender, (message.conn_id,), wire):
-            self.responses.send(frame)
+            responses.send(frame)
         if close:
             for frame in protocol.frame_close(message.sender, (message.conn_id,)):
-                self.responses.send(frame)
+                responses.send(frame)
 
     # -- the loop ------------------------------------------------------------------
 
-    def connect(self) -> bool:
-        """Connect the reply socket, wait for mongrel2's subscription, then start pulling."""
-        self.responses.connect(self.settings.responses_endpoint)
-        next_notice = time.monotonic() + 5
-        # b"\x01" + topic arrives when mongrel2's SUB has subscribed to us.
-        while self.hub.receive(self.responses, IDLE_WAKEUP) is None:
-            if self.stopping:
-                return False
-            if time.monotonic() > next_notice:
-                next_notice += 5
-                log.info("waiting for mongrel2", extra={"endpoint": self.settings.responses_endpoint})
-        self.requests.connect(self.settings.requests_endpoint)
-        log.info("connected to mongrel2", extra={"requests": self.settings.requests_endpoint,
-                                                 "responses": self.settings.responses_endpoint})
-        return True
-
     def run(self) -> int:
-        if self.connect():
-            self.hub.spawn_background(self.heartbeat)
-            while not self.stopping:
-                raw = self.hub.receive(self.requests, IDLE_WAKEUP)
-                if raw is not None:
-                    self.hub.spawn(self.pool, self.handle_message, raw)
-                    self.drain_ready()
+        """Each front's greenlets receive and dispatch (doors/fronts.py); this one waits."""
+        self.hub.spawn_background(self.fronts.watch)
+        self.hub.spawn_background(self.heartbeat)
+        while not self.stopping:
+            self.hub.sleep(IDLE_WAKEUP)
         return self.shutdown()
 
-    def drain_ready(self) -> None:
-        """Take every message already queued before going back to the hub: fewer wake-ups."""
-        zmq = self.hub.zmq
-        while True:
-            try:
-                raw = self.requests.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self.hub.spawn(self.pool, self.handle_message, raw)
-
     def shutdown(self) -> int:
-        zmq = self.hub.zmq
         log.info("stopping: disconnecting from mongrel2", extra={"in_flight": self.hub.in_flight(self.pool)})
-        try:
-            self.requests.disconnect(self.settings.requests_endpoint)
-        except zmq.ZMQError:
-            pass  # never connected
+        self.fronts.stop_pulling()
         # Whatever reached our queue before the disconnect is still ours to answer.
         deadline = time.monotonic() + self.settings.shutdown_grace
         quiet_since = time.monotonic()
         while time.monotonic() < deadline and time.monotonic() - quiet_since < self.settings.drain_quiet:
-            try:
-                raw = self.requests.recv(zmq.NOBLOCK)
-            except zmq.Again:
+            if self.fronts.drain():
+                quiet_since = time.monotonic()
+            else:
                 self.hub.sleep(0.01)
-                continue
-            quiet_since = time.monotonic()
-            self.hub.spawn(self.pool, self.handle_message, raw)
         finished = self.hub.join(self.pool, max(0.0, deadline - time.monotonic()))
         if not finished:
             log.warning("grace period over with requests in flight",
                         extra={"in_flight": self.hub.in_flight(self.pool)})
-        self.requests.close()
-        self.responses.close()  # LINGER lets queued replies go out
+        self.fronts.close()  # LINGER lets queued replies go out
         self.context.term()
         log.info("stopped", extra={"served": self.served, "clean": finished})
         return 0
 
     def heartbeat(self) -> None:
-        """Prove the hub is turning: the container healthcheck reads this file's age."""
+        """Prove the hub is turning and a front is subscribed: the container healthcheck
+        reads this file's age."""
         interval = self.settings.heartbeat_interval
         while not self.stopping:
             started = time.monotonic()
-            try:
-                with open(self.settings.heartbeat_file, "w") as f:
-                    f.write(f"{time.time():.3f}\n")
-            except OSError as exc:
-                log.warning("cannot write heartbeat", extra={"error": str(exc)})
+            if self.fronts.subscribed:
+                try:
+                    with open(self.settings.heartbeat_file, "w") as f:
+                        f.write(f"{time.time():.3f} fronts={len(self.fronts.by_address)} "
+                                f"subscribed={self.fronts.subscribed}\n")
+                except OSError as exc:
+                    log.warning("cannot write heartbeat", extra={"error": str(exc)})
             self.hub.sleep(interval)
             lag = time.monotonic() - started - interval
             metrics.LOOP_LAG.set(lag)

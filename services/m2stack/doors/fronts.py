@@ -1,0 +1,245 @@
+"""The Mongrel2 servers ("fronts") one handler serves, found by DNS and followed.
+
+A handler may serve several fronts at once (Swarm: `tasks.mongrel2` resolves to every
+replica). For each address the front name resolves to, a `Front` gets its own pair of
+sockets: an XPUB connected to that front's SUB and a PULL connected to its PUSH. A reply
+goes out on the XPUB of the front its request came from, so it can only ever reach that
+front, whatever the fronts' identities. (Mongrel2 1.12 subscribes to every topic, so a
+socket shared by several fronts would hand each reply to all of them, and each would
+write it to its own client holding that connection id.)
+
+The PULL socket connects only once the front has subscribed (XPUB reports b"\\x01"):
+no request is taken before its reply can be delivered (the slow-joiner race). When the
+front unsubscribes (it stopped), the PULL socket disconnects until it is back; when DNS
+stops listing it, its sockets close.
+
+Every socket sets TCP keepalive and ZMTP heartbeats, so a connection silently dropped by
+an overlay, NAT or VIP after it was idle (often 900 s) is noticed and re-established.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from m2stack.hubs import Hub
+from m2stack.settings import HandlerSettings
+
+log = logging.getLogger("m2stack.doors.fronts")
+
+IDLE_WAKEUP = 0.25  # seconds: how often an idle greenlet looks at its stop flag
+SUBSCRIBE, UNSUBSCRIBE = 1, 0
+
+
+def keep_alive(zmq: Any, sock: Any, settings: HandlerSettings) -> None:
+    """TCP keepalive (the kernel probes an idle connection) and ZMTP heartbeats (libzmq
+    pings the peer, drops the connection when no answer comes, then reconnects)."""
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, settings.keepalive_idle)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, max(1, settings.keepalive_idle // 6))
+    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, 3)
+    if settings.peer_heartbeat:
+        interval_ms = int(settings.peer_heartbeat * 1000)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, interval_ms)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, interval_ms * 3)
+
+
+def _split(endpoint: str) -> tuple[str, str, str]:
+    """tcp://host:port -> (scheme, host, port); other transports have no host to resolve."""
+    parts = urlsplit(endpoint)
+    if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
+        return parts.scheme, "", ""
+    return "tcp", parts.hostname, str(parts.port)
+
+
+class Front:
+    """One mongrel2: its endpoints and its two sockets."""
+
+    def __init__(self, address: str, requests_endpoint: str, responses_endpoint: str,
+                 requests: Any, responses: Any):
+        self.address = address
+        self.requests_endpoint = requests_endpoint
+        self.responses_endpoint = responses_endpoint
+        self.requests = requests      # PULL from its PUSH
+        self.responses = responses    # XPUB to its SUB
+        self.subscriptions = 0
+        self.pulling = False
+        self.closed = False
+
+    @property
+    def name(self) -> str:
+        return self.responses_endpoint
+
+
+Dispatch = Callable[[bytes, Front], None]
+
+
+class Fronts:
+    """Every front this handler serves; `dispatch(raw, front)` gets each request."""
+
+    def __init__(self, hub: Hub, context: Any, settings: HandlerSettings, dispatch: Dispatch):
+        self.hub = hub
+        self.context = context
+        self.settings = settings
+        self.dispatch = dispatch
+        self.by_address: dict[str, Front] = {}
+        self.stopping = False
+        scheme, host, port = _split(settings.requests_endpoint)
+        r_scheme, r_host, r_port = _split(settings.responses_endpoint)
+        if scheme == "tcp" and (r_scheme != "tcp" or r_host != host):
+            raise SystemExit("M2_REQUESTS_ENDPOINT and M2_RESPONSES_ENDPOINT must name the same host: "
+                             "both sockets of a front are found by resolving it")
+        self.host, self.requests_port, self.responses_port = host, port, r_port
+
+    # -- which fronts exist -----------------------------------------------------------
+
+    def resolve(self) -> set[str] | None:
+        """The addresses the front name resolves to now; None when resolution failed
+        (then the fronts stay as they are: a DNS hiccup must not disconnect them)."""
+        if not self.host:
+            return {""}  # ipc:// or inproc://: one front, as configured
+        try:
+            infos = socket.getaddrinfo(self.host, None, type=socket.SOCK_STREAM)  # patched: cooperative
+        except OSError as exc:
+            log.warning("cannot resolve the fronts", extra={"host": self.host, "error": str(exc)})
+            return None
+        return {str(info[4][0]) for info in infos}
+
+    def update(self, addresses: set[str]) -> None:
+        for address in sorted(addresses - self.by_address.keys()):
+            self._add(address)
+        for address in sorted(self.by_address.keys() - addresses):
+            self._remove(self.by_address[address])
+
+    def watch(self) -> None:
+        """Resolve the front name now and every M2_FRONTS_REFRESH seconds (a greenlet)."""
+        while not self.stopping:
+            addresses = self.resolve()
+            if addresses is not None:
+                self.update(addresses)
+            if not self.settings.fronts_refresh:
+                return
+            deadline = time.monotonic() + self.settings.fronts_refresh
+            while not self.stopping and time.monotonic() < deadline:
+                self.hub.sleep(IDLE_WAKEUP)
+
+    def _endpoints(self, address: str) -> tuple[str, str]:
+        if not address:
+            return self.settings.requests_endpoint, self.settings.responses_endpoint
+        host = f"[{address}]" if ":" in address else address
+        return f"tcp://{host}:{self.requests_port}", f"tcp://{host}:{self.responses_port}"
+
+    def _add(self, address: str) -> None:
+        zmq = self.hub.zmq
+        requests_endpoint, responses_endpoint = self._endpoints(address)
+        responses = self.context.socket(zmq.XPUB)
+        responses.setsockopt(zmq.LINGER, 2000)  # flush replies on close, bounded
+        keep_alive(zmq, responses, self.settings)
+        requests = self.context.socket(zmq.PULL)
+        requests.setsockopt(zmq.RCVHWM, self.settings.receive_hwm)  # little queued in a handler that dies
+        requests.setsockopt(zmq.LINGER, 0)
+        keep_alive(zmq, requests, self.settings)
+        responses.connect(responses_endpoint)
+        front = Front(address, requests_endpoint, responses_endpoint, requests, responses)
+        self.by_address[address] = front
+        log.info("front found", extra={"front": front.name})
+        self.hub.spawn_background(self._follow_subscriptions, front)
+        self.hub.spawn_background(self._receive, front)
+
+    def _remove(self, front: Front) -> None:
+        log.info("front gone", extra={"front": front.name})
+        self._stop_pulling(front)
+        del self.by_address[front.address]
+        front.closed = True  # its greenlets close its sockets
+
+    # -- one front's greenlets ---------------------------------------------------------
+
+    def _follow_subscriptions(self, front: Front) -> None:
+        waiting_since = time.monotonic()
+        while not front.closed:
+            try:
+                event = self.hub.receive(front.responses, IDLE_WAKEUP)
+            except self.hub.zmq.ZMQError:  # closed under us at shutdown
+                return
+            if event is None:
+                if not front.subscriptions and time.monotonic() - waiting_since > 5:
+                    waiting_since = time.monotonic()
+                    log.info("waiting for mongrel2 to subscribe", extra={"front": front.name})
+                continue
+            if event[:1] == bytes([SUBSCRIBE]):
+                front.subscriptions += 1
+                self._start_pulling(front)
+            elif event[:1] == bytes([UNSUBSCRIBE]):
+                front.subscriptions = max(0, front.subscriptions - 1)
+                if not front.subscriptions:  # it stopped: take nothing from it until it is back
+                    log.info("mongrel2 unsubscribed", extra={"front": front.name})
+                    self._stop_pulling(front)
+                    waiting_since = time.monotonic()
+        front.responses.close()  # LINGER lets queued replies go out
+
+    def _receive(self, front: Front) -> None:
+        zmq = self.hub.zmq
+        while not front.closed and not self.stopping:
+            try:
+                raw = self.hub.receive(front.requests, IDLE_WAKEUP)
+            except zmq.ZMQError:
+                return
+            if raw is None:
+                continue
+            self.dispatch(raw, front)
+            self._drain(front)  # every message already queued, before going back to the hub
+        if front.closed:
+            front.requests.close()
+
+    def _drain(self, front: Front) -> int:
+        zmq = self.hub.zmq
+        taken = 0
+        while True:
+            try:
+                raw = front.requests.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return taken
+            self.dispatch(raw, front)
+            taken += 1
+
+    def _start_pulling(self, front: Front) -> None:
+        if not front.pulling and not front.closed and not self.stopping:
+            front.requests.connect(front.requests_endpoint)
+            front.pulling = True
+            log.info("connected to mongrel2", extra={"requests": front.requests_endpoint,
+                                                     "responses": front.responses_endpoint})
+
+    def _stop_pulling(self, front: Front) -> None:
+        if front.pulling:
+            front.pulling = False
+            try:
+                front.requests.disconnect(front.requests_endpoint)
+            except self.hub.zmq.ZMQError:
+                pass  # already gone
+
+    # -- what the door uses ----------------------------------------------------------
+
+    @property
+    def subscribed(self) -> int:
+        return sum(1 for front in self.by_address.values() if front.subscriptions)
+
+    def stop_pulling(self) -> None:
+        """Disconnect from every front's PUSH: mongrel2 routes nothing more to us."""
+        self.stopping = True
+        for front in self.by_address.values():
+            self._stop_pulling(front)
+
+    def drain(self) -> int:
+        """Dispatch what reached our queues before the disconnect; how many."""
+        return sum(self._drain(front) for front in self.by_address.values())
+
+    def close(self) -> None:
+        for front in list(self.by_address.values()):
+            front.closed = True
+            front.requests.close()
+            front.responses.close()  # LINGER lets queued replies go out
+        self.by_address.clear()
