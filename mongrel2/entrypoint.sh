@@ -30,6 +30,7 @@ script_dir=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 : "${M2_CONTENT_LENGTH:=20480}"
 : "${M2_IDLE_TIMEOUT:=20}"
 : "${M2_STATIC_DIR:=/srv/static}"
+: "${M2_HANDLER_PROTOCOL:=json}"
 : "${M2_ACCESS_LOG:=/dev/stdout}"
 : "${M2_ERROR_LOG:=/dev/stderr}"
 # Every front gets its own identities, new at each start, unless set: handlers address a
@@ -59,6 +60,7 @@ is_uint() { case $1 in ''|*[!0-9]*) return 1 ;; esac; }
 is_uint "$M2_PORT" && [ "$M2_PORT" -ge 1 ] && [ "$M2_PORT" -le 65535 ] \
     || die "M2_PORT must be 1-65535, got '$M2_PORT'"
 is_uint "$M2_IDLE_TIMEOUT" && [ "$M2_IDLE_TIMEOUT" -ge 1 ] || die "M2_IDLE_TIMEOUT must be a whole number of seconds, got '$M2_IDLE_TIMEOUT'"
+case $M2_HANDLER_PROTOCOL in json | tnetstring) ;; *) die "M2_HANDLER_PROTOCOL must be json or tnetstring, got '$M2_HANDLER_PROTOCOL'" ;; esac
 is_uint "$M2_CONTENT_LENGTH" || die "M2_CONTENT_LENGTH must be a number of bytes, got '$M2_CONTENT_LENGTH'"
 case $M2_BIND_ADDR in
     *[!0-9.]* | '') die "M2_BIND_ADDR must be a numeric IPv4 address (mongrel2 does not resolve names), got '$M2_BIND_ADDR'" ;;
@@ -97,7 +99,7 @@ done
 
 export M2_PORT M2_BIND_ADDR M2_REQUESTS_SPEC M2_RESPONSES_SPEC M2_CONTROL_SPEC \
        M2_CONTENT_LENGTH M2_IDLE_TIMEOUT M2_STATIC_DIR M2_RUN_DIR M2_ACCESS_LOG M2_ERROR_LOG \
-       M2_SERVER_UUID M2_SEND_IDENT
+       M2_SERVER_UUID M2_SEND_IDENT M2_HANDLER_PROTOCOL
 
 # ---- render: literal ${M2_*} substitution (no regex replacement, so '&', '/', '|' in
 # values are safe); an unset ${M2_*} is an error ----

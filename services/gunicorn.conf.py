@@ -17,7 +17,7 @@ import os
 
 from m2stack.settings import GunicornSettings, load
 
-config = load(GunicornSettings)
+_settings = load(GunicornSettings)
 
 
 def available_cpus() -> int:
@@ -42,15 +42,15 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
-worker_class = config.worker_class
+worker_class = _settings.worker_class
 # One process per usable CPU: each async worker already serves many clients at once.
-workers = config.workers or available_cpus()
-worker_connections = config.worker_connections
-keepalive = config.keepalive
-graceful_timeout = config.graceful_timeout
+workers = _settings.workers or available_cpus()
+worker_connections = _settings.worker_connections
+keepalive = _settings.keepalive
+graceful_timeout = _settings.graceful_timeout
 timeout = 30  # async workers heartbeat from their hub, so a long /sleep does not trip this
 
-bind = [f"0.0.0.0:{config.port}"]
+bind = [f"0.0.0.0:{_settings.port}"]
 accesslog = "-"
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
@@ -66,11 +66,11 @@ proc_name = "m2stack-wsgi"
 # ---- Prometheus, multiprocess mode ---------------------------------------------------------
 # Every worker writes its metrics to PROMETHEUS_MULTIPROC_DIR (a tmpfs, set by the image);
 # the master serves their sum on METRICS_PORT (internal network only, like the handlers').
-metrics_port = config.metrics_port
+metrics_port = _settings.metrics_port
 
 
 def on_starting(server):
-    directory = config.prometheus_dir
+    directory = _settings.prometheus_dir
     if directory:
         os.makedirs(directory, exist_ok=True)
         for name in os.listdir(directory):  # stale files from a previous run
@@ -78,7 +78,7 @@ def on_starting(server):
 
 
 def when_ready(server):
-    if metrics_port and config.prometheus_dir:
+    if metrics_port and _settings.prometheus_dir:
         import subprocess
         import sys
 
@@ -92,7 +92,7 @@ def post_worker_init(worker):
 
 
 def child_exit(server, worker):
-    if config.prometheus_dir:
+    if _settings.prometheus_dir:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)

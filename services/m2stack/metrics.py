@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -35,9 +36,22 @@ HUB = Gauge("m2stack_hub_info", "The hub and front door of this process (value 1
             ["hub", "front_door", "version"], multiprocess_mode="max")
 
 
+# The labelled children, looked up once per label set: `labels()` costs more than the
+# update itself. Bounded: routes are patterns and methods a fixed set.
+_request_counters: dict[tuple[str, str, int], Any] = {}
+_latency_histograms: dict[str, Any] = {}
+
+
 def observe(route: str, method: str, status: int, started: float) -> None:
-    REQUESTS.labels(route, method, str(status)).inc()
-    LATENCY.labels(route).observe(time.perf_counter() - started)
+    key = (route, method, status)
+    counter = _request_counters.get(key)
+    if counter is None:
+        counter = _request_counters[key] = REQUESTS.labels(route, method, str(status))
+    counter.inc()
+    histogram = _latency_histograms.get(route)
+    if histogram is None:
+        histogram = _latency_histograms[route] = LATENCY.labels(route)
+    histogram.observe(time.perf_counter() - started)
 
 
 def serve(port: int) -> None:

@@ -19,6 +19,8 @@ import signal
 import time
 from typing import Any
 
+import msgspec
+
 from m2stack import metrics
 from m2stack.app import App, HTTPError, Request, Response, error_response
 from m2stack.doors.fronts import IDLE_WAKEUP, Front, Fronts
@@ -28,6 +30,10 @@ from m2stack.protocol import mongrel2 as protocol
 from m2stack.settings import HandlerSettings
 
 log = logging.getLogger("m2stack.doors.mongrel2")
+
+# Headers decoded in C when mongrel2 sends them as JSON (its default here); what msgspec
+# refuses (control characters, bytes that are not UTF-8) the pure parser handles.
+_decode_headers = msgspec.json.Decoder(dict[str, str | list[str]]).decode
 
 def _headers_for_app(raw: dict[str, str | list[str]]) -> dict[str, str]:
     """Client headers only (mongrel2's are upper-case), repeated ones joined per RFC 9110."""
@@ -88,7 +94,7 @@ class Mongrel2Door:
 
     def handle_message(self, raw: bytes, front: Front) -> None:
         try:
-            message = protocol.parse_request(raw)
+            message = protocol.parse_request(raw, _decode_headers)
         except protocol.ProtocolError as exc:
             log.warning("dropped malformed message", extra={"error": str(exc), "size": len(raw)})
             return
@@ -118,12 +124,12 @@ class Mongrel2Door:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
 
     def send(self, front: Front, message: protocol.Mongrel2Request, wire: bytes, *, close: bool) -> None:
-        responses = front.responses
+        send, responses = self.hub.send, front.responses
         for frame in protocol.frame_response(message.sender, (message.conn_id,), wire):
-            responses.send(frame)
+            send(responses, frame)
         if close:
             for frame in protocol.frame_close(message.sender, (message.conn_id,)):
-                responses.send(frame)
+                send(responses, frame)
 
     # -- the loop ------------------------------------------------------------------
 

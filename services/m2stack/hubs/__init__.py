@@ -40,7 +40,7 @@ class AppHub(Protocol):
 class Hub(AppHub, Protocol):
     """Everything the Mongrel2 front door needs besides the app-level part."""
 
-    zmq: ModuleType  # the hub's green pyzmq (zmq.green, eventlet.green.zmq)
+    zmq: ModuleType  # plain pyzmq: `receive` and `send` make it cooperative
 
     def make_pool(self, size: int) -> Any:
         """A pool of at most `size` greenlets."""
@@ -58,7 +58,11 @@ class Hub(AppHub, Protocol):
     def sleep(self, seconds: float) -> None: ...
 
     def receive(self, socket: Any, timeout: float) -> bytes | None:
-        """One message from a green zmq socket, or None after `timeout` seconds."""
+        """One message from a zmq socket, or None after `timeout` seconds; parks only the
+        calling greenlet."""
+
+    def send(self, socket: Any, data: bytes) -> None:
+        """One message to a zmq socket; parks only the calling greenlet if it is full."""
 
 
 GREEN_HUBS = ("gevent", "eventlet")

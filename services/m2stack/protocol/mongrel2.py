@@ -21,7 +21,7 @@ layer decides what is invalid.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,9 +84,9 @@ class Mongrel2Request:
         return self._control is not None and self._control.get("type") == "disconnect"
 
 
-def _json_object(text: bytes | str, what: str) -> dict[str, Any]:
+def _json_object(text: bytes | str, what: str, *, strict: bool = True) -> dict[str, Any]:
     try:
-        value = json.loads(text)
+        value = json.loads(text, strict=strict)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
         raise ProtocolError(f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
@@ -97,8 +97,15 @@ def _json_object(text: bytes | str, what: str) -> dict[str, Any]:
 # -- requests --------------------------------------------------------------
 
 
-def parse_request(msg: bytes) -> Mongrel2Request:
-    """Parse one request message as Mongrel2 sends it to a handler."""
+HeaderDecoder = Callable[[bytes], dict[str, "str | list[str]"]]
+
+
+def parse_request(msg: bytes, fast_json: HeaderDecoder | None = None) -> Mongrel2Request:
+    """Parse one request message as Mongrel2 sends it to a handler.
+
+    `fast_json`, if given, decodes JSON headers first (e.g. msgspec's C decoder, typed
+    to a dict of str or list of str); anything it refuses goes to the tolerant parser
+    here, which decides. Callers choose speed; this module stays standard library only."""
     # Three space-separated tokens; find() + slicing, no split() of the body.
     sp1 = msg.find(b" ")
     sp2 = msg.find(b" ", sp1 + 1)
@@ -113,7 +120,7 @@ def parse_request(msg: bytes) -> Mongrel2Request:
         if tag == _RBRACE:
             headers = _tnet_headers(msg, start, stop)
         elif tag == _COMMA:
-            headers = _json_headers(msg[start:stop])
+            headers = _json_headers(msg[start:stop], fast_json)
         else:
             raise ProtocolError(f"headers end in {chr(tag)!r}, not ',' or '}}'")
         tag, start, body_stop = tnetstring.scan(msg, stop + 1)
@@ -165,10 +172,16 @@ def _tnet_headers(msg: bytes, pos: int, end: int) -> dict[str, str | list[str]]:
     return headers
 
 
-def _json_headers(payload: bytes) -> dict[str, str | list[str]]:
-    # Mongrel2 copies raw header bytes into the JSON, so they may not be
-    # UTF-8; decode like the tnetstring path rather than let json refuse.
-    headers = _json_object(payload.decode("utf-8", "surrogateescape"), "headers")
+def _json_headers(payload: bytes, fast_json: HeaderDecoder | None) -> dict[str, str | list[str]]:
+    if fast_json is not None:
+        try:
+            return fast_json(payload)
+        except Exception:  # any refusal: the tolerant parser below decides
+            pass
+    # Mongrel2 copies raw header bytes into the JSON and escapes only '"' and '\', so
+    # values may hold control characters and bytes that are not UTF-8: decode like the
+    # tnetstring path, and let control characters stand (strict=False), rather than refuse.
+    headers = _json_object(payload.decode("utf-8", "surrogateescape"), "headers", strict=False)
     for key, value in headers.items():
         if not _is_header_value(value):
             raise ProtocolError(f"header {key!r} is not a string or list of strings")
