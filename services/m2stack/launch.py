@@ -4,6 +4,7 @@ set up logging and metrics, pick the app, and hand both to a front door."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from m2stack import apps, logs, metrics
@@ -18,6 +19,8 @@ def mongrel2_handler(hub: Hub) -> int:
     """A Mongrel2 handler process on `hub`, until SIGTERM; the exit status."""
     settings = load(HandlerSettings)
     logs.setup(settings.log_level)
+    if settings.batch_scheduling:
+        batch_scheduling()  # before the ZeroMQ context starts its I/O thread, which inherits it
     app = apps.load_app(hub, front_door="mongrel2")
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
@@ -40,4 +43,16 @@ def wsgi_application() -> wsgi.WSGIAdapter:
     app = apps.load_app(hub, front_door="wsgi")
     return wsgi.WSGIAdapter(app, hub, max_body=settings.max_body,
                             request_timeout=settings.request_timeout)
+
+
+def batch_scheduling() -> None:
+    """SCHED_BATCH: a thread that wakes never preempts a running one, it waits its turn.
+
+    Every reply sent wakes ZeroMQ's I/O thread; under the default policy it preempts the
+    hub's thread at once, one context switch per reply. Measured on one core, loopback,
+    wrk: about a third less CPU per request. Needs no privilege (a normal policy)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError) as exc:  # not Linux, or a seccomp profile refuses it
+        log.warning("SCHED_BATCH not available", extra={"error": str(exc)})
 

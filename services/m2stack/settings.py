@@ -68,6 +68,9 @@ class HandlerSettings(msgspec.Struct, frozen=True):
     metrics_port: Port = field(default=9100, name="METRICS_PORT")   # 0: off
     access_log: bool = field(default=True, name="ACCESS_LOG")
     log_level: str = field(default="INFO", name="LOG_LEVEL")
+    # SCHED_BATCH for the process: ZeroMQ's I/O thread, woken by every send, then no
+    # longer preempts the hub's thread, so replies queued meanwhile leave in one write.
+    batch_scheduling: bool = field(default=True, name="HANDLER_SCHED_BATCH")
 
 
 class WSGISettings(msgspec.Struct, frozen=True):

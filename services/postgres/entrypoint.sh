@@ -12,8 +12,16 @@ die() { printf 'postgres entrypoint: %s\n' "$*" >&2; exit 64; }
 : "${DB_MAX_CONNECTIONS:=200}"
 case $DB_NAME$DB_USER in *[!a-z0-9_]*) die "DB_NAME and DB_USER must be [a-z0-9_]" ;; esac
 
+# DB_PASSWORD_FILE (a Swarm or Compose secret) instead of DB_PASSWORD: the password then
+# never appears in any environment. Both set is a mistake, not a choice.
+if [ -n "${DB_PASSWORD_FILE:-}" ]; then
+    [ -z "${DB_PASSWORD:-}" ] || die "DB_PASSWORD and DB_PASSWORD_FILE are both set: use one"
+    [ -r "$DB_PASSWORD_FILE" ] || die "DB_PASSWORD_FILE=$DB_PASSWORD_FILE is not readable by uid $(id -u)"
+    DB_PASSWORD=$(cat -- "$DB_PASSWORD_FILE")
+fi
+
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
-    [ -n "${DB_PASSWORD:-}" ] || die "DB_PASSWORD is empty: run 'make env' (it writes a random one into .env)"
+    [ -n "${DB_PASSWORD:-}" ] || die "DB_PASSWORD is empty: run 'make env' (it writes a random one into .env), or set DB_PASSWORD_FILE"
     [ -w "$PGDATA" ] || die "$PGDATA is not writable by uid $(id -u)"
     # Superuser `postgres` with peer auth on the socket only; the app role uses a password.
     initdb --username=postgres --auth-local=peer --auth-host=scram-sha-256 \
@@ -33,6 +41,6 @@ SQL
 fi
 
 # The password is only needed at initialisation: keep it out of the server's environment.
-unset DB_PASSWORD
+unset DB_PASSWORD DB_PASSWORD_FILE
 exec postgres -D "$PGDATA" -c listen_addresses='*' -c max_connections="$DB_MAX_CONNECTIONS" \
     -c unix_socket_directories=/run/postgresql "$@"

@@ -25,6 +25,17 @@ class HTTPError(Exception):
         self.headers = list(headers)
 
 
+class DeadlineExceeded(BaseException):
+    """Raised into an endpoint when its request ran out of time; the app answers 504.
+
+    A BaseException, like the hubs' Timeout, so an endpoint's `except Exception` cannot
+    swallow it."""
+
+    def __init__(self, limit: float):
+        super().__init__(limit)
+        self.limit = limit
+
+
 class Response:
     """Status, headers and body. Helpers on `Endpoint` build the common ones."""
 

@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from m2stack import metrics
-from m2stack.app import App, HTTPError, Request, Response, error_response
+from m2stack.app import App, DeadlineExceeded, HTTPError, Request, Response, error_response
 from m2stack.doors.fronts import IDLE_WAKEUP, Front, Fronts
 from m2stack.hubs import Hub
 from m2stack.protocol import http
@@ -85,6 +85,8 @@ class Mongrel2Door:
         self.context = hub.zmq.Context()
         self.fronts = Fronts(hub, self.context, settings, self.dispatch)
         self.pool = hub.make_pool(settings.max_in_flight)
+        # greenlet -> its request's perf_counter deadline, in the order the requests started
+        self.deadlines: dict[Any, float] = {}
         self.served = 0
 
     # -- one request -------------------------------------------------------------
@@ -102,7 +104,7 @@ class Mongrel2Door:
             return  # e.g. {"type": "disconnect"}: nothing is waiting for an answer
         request = build_request(message)
         started = time.perf_counter()
-        response = self.app.handle_within(request, self.settings.request_timeout, self.hub.Timeout)
+        response = self.handle_in_time(request, started)
         close = request.wants_close or conflicting_lengths(message.headers)
         if close:
             response.headers.append(("Connection", "close"))
@@ -123,6 +125,32 @@ class Mongrel2Door:
                 "method": request.method, "path": request.path[:200], "status": response.status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
 
+    def handle_in_time(self, request: Request, started: float) -> Response:
+        """`app.handle`, registered with the deadline watchdog while it runs."""
+        limit = self.settings.request_timeout
+        if not limit:
+            return self.app.handle(request)
+        me = self.hub.current()
+        self.deadlines[me] = started + limit
+        try:
+            return self.app.handle(request)
+        finally:
+            self.deadlines.pop(me, None)  # the watchdog drops the ones it interrupts
+
+    def watch_deadlines(self) -> None:
+        """One timer for every request instead of one each: requests are registered in
+        the order they started, and all share one limit, so the overdue ones come first."""
+        limit = self.settings.request_timeout
+        tick = min(0.1, limit / 10)
+        while not self.stopping or self.deadlines:
+            now = time.perf_counter()
+            for greenlet, deadline in list(self.deadlines.items()):
+                if deadline > now:
+                    break
+                self.deadlines.pop(greenlet, None)  # interrupted once
+                self.hub.interrupt(greenlet, DeadlineExceeded(limit))
+            self.hub.sleep(tick)
+
     def send(self, front: Front, message: protocol.Mongrel2Request, wire: bytes, *, close: bool) -> None:
         send, responses = self.hub.send, front.responses
         for frame in protocol.frame_response(message.sender, (message.conn_id,), wire):
@@ -137,6 +165,8 @@ class Mongrel2Door:
         """Each front's greenlets receive and dispatch (doors/fronts.py); this one waits."""
         self.hub.spawn_background(self.fronts.watch)
         self.hub.spawn_background(self.heartbeat)
+        if self.settings.request_timeout:
+            self.hub.spawn_background(self.watch_deadlines)
         while not self.stopping:
             self.hub.sleep(IDLE_WAKEUP)
         return self.shutdown()

@@ -57,6 +57,12 @@ class Hub(AppHub, Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
+    def current(self) -> Any:
+        """The running greenlet, as a handle for `interrupt`."""
+
+    def interrupt(self, greenlet: Any, exception: BaseException) -> None:
+        """Raise `exception` in `greenlet` at the point where it waits."""
+
     def receive(self, socket: Any, timeout: float) -> bytes | None:
         """One message from a zmq socket, or None after `timeout` seconds; parks only the
         calling greenlet."""

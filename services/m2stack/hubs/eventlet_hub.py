@@ -6,9 +6,11 @@ import time
 
 import eventlet
 import eventlet.greenpool
+import eventlet.hubs
 import eventlet.semaphore
 import zmq
 from eventlet.hubs import trampoline
+from greenlet import getcurrent
 
 NAME = "eventlet"
 _NOBLOCK, _EVENTS = zmq.NOBLOCK, zmq.EVENTS
@@ -29,27 +31,66 @@ def versions() -> dict[str, str]:
             "pyzmq": zmq.pyzmq_version(), "libzmq": zmq.zmq_version()}
 
 
-def make_pool(size: int) -> eventlet.greenpool.GreenPool:
-    return eventlet.greenpool.GreenPool(size)
+class Pool:
+    """At most `size` greenlets at once, each a bare one (no result kept, no links): the
+    cheapest spawn the hub has. `spawn` waits while all are busy: back-pressure."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._slots = eventlet.semaphore.BoundedSemaphore(size)
+
+    def spawn(self, function, *args) -> None:
+        self._slots.acquire()
+        eventlet.spawn_n(self._run, function, args)
+
+    def _run(self, function, args) -> None:
+        try:
+            function(*args)
+        finally:
+            self._slots.release()
+
+    def running(self) -> int:
+        return self.size - self._slots.counter
 
 
-def spawn(pool: eventlet.greenpool.GreenPool, function, *args) -> None:
-    pool.spawn_n(function, *args)  # blocks while the pool is full: back-pressure
+def make_pool(size: int) -> Pool:
+    return Pool(size)
+
+
+def spawn(pool: Pool, function, *args) -> None:
+    pool.spawn(function, *args)
 
 
 def spawn_background(function, *args) -> None:
     eventlet.spawn_n(function, *args)
 
 
-def in_flight(pool: eventlet.greenpool.GreenPool) -> int:
+def in_flight(pool: Pool) -> int:
     return pool.running()
 
 
-def join(pool: eventlet.greenpool.GreenPool, timeout: float) -> bool:
-    """Wait for every greenlet in the pool; False if some were still running at timeout."""
-    with eventlet.Timeout(timeout, False):
-        pool.waitall()
-    return pool.running() == 0
+def join(pool: Pool, timeout: float) -> bool:
+    """Wait until the pool is empty; False if greenlets still ran at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while pool.running() and time.monotonic() < deadline:
+        eventlet.sleep(0.01)
+    return not pool.running()
+
+
+def current():
+    """The running greenlet (a handle for `interrupt`)."""
+    return getcurrent()
+
+
+def interrupt(greenlet, exception: BaseException) -> None:
+    """Raise `exception` in `greenlet` where it waits, from the hub (never from a
+    greenlet, which would then be left suspended when the target switches away)."""
+    eventlet.hubs.get_hub().schedule_call_global(0, _throw, greenlet, exception)
+
+
+def _throw(greenlet, exception: BaseException) -> None:
+    if not greenlet.dead:
+        greenlet.throw(exception)
 
 
 def sleep(seconds: float) -> None:

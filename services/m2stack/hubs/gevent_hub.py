@@ -9,6 +9,7 @@ import gevent.lock
 import gevent.pool
 import zmq
 from gevent.socket import wait_read, wait_write
+from greenlet import getcurrent
 
 NAME = "gevent"
 _NOBLOCK, _EVENTS = zmq.NOBLOCK, zmq.EVENTS
@@ -29,25 +30,66 @@ def versions() -> dict[str, str]:
             "pyzmq": zmq.pyzmq_version(), "libzmq": zmq.zmq_version()}
 
 
-def make_pool(size: int) -> gevent.pool.Pool:
-    return gevent.pool.Pool(size)
+class Pool:
+    """At most `size` greenlets at once, each a bare one (no result kept, no links): the
+    cheapest spawn the hub has. `spawn` waits while all are busy: back-pressure."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._slots = gevent.lock.BoundedSemaphore(size)
+
+    def spawn(self, function, *args) -> None:
+        self._slots.acquire()
+        gevent.spawn_raw(self._run, function, args)
+
+    def _run(self, function, args) -> None:
+        try:
+            function(*args)
+        finally:
+            self._slots.release()
+
+    def running(self) -> int:
+        return self.size - self._slots.counter
 
 
-def spawn(pool: gevent.pool.Pool, function, *args) -> None:
-    pool.spawn(function, *args)  # blocks while the pool is full: back-pressure
+def make_pool(size: int) -> Pool:
+    return Pool(size)
+
+
+def spawn(pool: Pool, function, *args) -> None:
+    pool.spawn(function, *args)
 
 
 def spawn_background(function, *args) -> None:
-    gevent.spawn(function, *args)
+    gevent.spawn_raw(function, *args)
 
 
-def in_flight(pool: gevent.pool.Pool) -> int:
-    return len(pool)
+def in_flight(pool: Pool) -> int:
+    return pool.running()
 
 
-def join(pool: gevent.pool.Pool, timeout: float) -> bool:
-    """Wait for every greenlet in the pool; False if some were still running at timeout."""
-    return pool.join(timeout=timeout)
+def join(pool: Pool, timeout: float) -> bool:
+    """Wait until the pool is empty; False if greenlets still ran at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while pool.running() and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    return not pool.running()
+
+
+def current():
+    """The running greenlet (a handle for `interrupt`)."""
+    return getcurrent()
+
+
+def interrupt(greenlet, exception: BaseException) -> None:
+    """Raise `exception` in `greenlet` where it waits, from the hub (never from a
+    greenlet, which would then be left suspended when the target switches away)."""
+    gevent.get_hub().loop.run_callback(_throw, greenlet, exception)
+
+
+def _throw(greenlet, exception: BaseException) -> None:
+    if not greenlet.dead:
+        greenlet.throw(exception)
 
 
 def sleep(seconds: float) -> None:
