@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import secrets
 from http.cookies import SimpleCookie
@@ -139,7 +141,19 @@ class Request:
 
 
 def new_request_id(offered: str | None = None) -> str:
-    """Keep a well-formed client/proxy X-Request-Id so ids follow a request; else mint one."""
+    """Keep a well-formed client/proxy X-Request-Id so ids follow a request; else mint one:
+    16 hex digits, a random prefix per process and a counter (unique without asking the
+    OS for randomness on every request)."""
     if offered and _REQUEST_ID.match(offered):
         return offered
-    return secrets.token_hex(8)
+    return f"{_id_prefix}{next(_id_counter) & 0xFFFFFFFF:08x}"
+
+
+def _new_id_sequence() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix, _id_counter = secrets.token_hex(4), itertools.count()
+
+
+_id_prefix, _id_counter = "", itertools.count()
+_new_id_sequence()
+os.register_at_fork(after_in_child=_new_id_sequence)  # a forked worker must not repeat its parent's ids

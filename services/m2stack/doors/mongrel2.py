@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from m2stack import metrics
+from m2stack import logs, metrics
 from m2stack.app import App, DeadlineExceeded, HTTPError, Request, Response, error_response
 from m2stack.doors.fronts import IDLE_WAKEUP, Front, Fronts
 from m2stack.hubs import Hub
@@ -87,6 +87,9 @@ class Mongrel2Door:
         self.pool = hub.make_pool(settings.max_in_flight)
         # greenlet -> its request's perf_counter deadline, in the order the requests started
         self.deadlines: dict[Any, float] = {}
+        # Access lines in batches (logs.AccessLog), when enabled and INFO is logged at all.
+        wanted = settings.access_log and logging.getLogger("m2stack.access").isEnabledFor(logging.INFO)
+        self.access_log = logs.AccessLog() if wanted else None
         self.served = 0
 
     # -- one request -------------------------------------------------------------
@@ -119,8 +122,8 @@ class Mongrel2Door:
             wire = response_bytes(response)
         self.send(front, message, wire, close=close)
         self.served += 1
-        if self.settings.access_log:
-            log.info("request", extra={
+        if self.access_log is not None:
+            self.access_log.write({
                 "request_id": request.request_id, "conn_id": message.conn_id.decode(),
                 "method": request.method, "path": request.path[:200], "status": response.status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
@@ -151,6 +154,12 @@ class Mongrel2Door:
                 self.hub.interrupt(greenlet, DeadlineExceeded(limit))
             self.hub.sleep(tick)
 
+    def flush_access_log(self) -> None:
+        while not self.stopping:
+            self.hub.sleep(0.25)
+            if self.access_log is not None:
+                self.access_log.flush()
+
     def send(self, front: Front, message: protocol.Mongrel2Request, wire: bytes, *, close: bool) -> None:
         send, responses = self.hub.send, front.responses
         for frame in protocol.frame_response(message.sender, (message.conn_id,), wire):
@@ -167,6 +176,8 @@ class Mongrel2Door:
         self.hub.spawn_background(self.heartbeat)
         if self.settings.request_timeout:
             self.hub.spawn_background(self.watch_deadlines)
+        if self.access_log is not None:
+            self.hub.spawn_background(self.flush_access_log)
         while not self.stopping:
             self.hub.sleep(IDLE_WAKEUP)
         return self.shutdown()
@@ -187,6 +198,8 @@ class Mongrel2Door:
             log.warning("grace period over with requests in flight",
                         extra={"in_flight": self.hub.in_flight(self.pool)})
         self.fronts.close()  # LINGER lets queued replies go out
+        if self.access_log is not None:
+            self.access_log.flush()
         self.context.term()
         log.info("stopped", extra={"served": self.served, "clean": finished})
         return 0

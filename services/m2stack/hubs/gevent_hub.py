@@ -104,12 +104,10 @@ def receive(sock, timeout: float) -> bytes | None:
     through Python enums on every call."""
     deadline = 0.0
     while True:
-        try:
-            return sock.recv(_NOBLOCK)
-        except zmq.Again:
-            pass
+        # EVENTS first: a failed non-blocking recv costs an exception, EVENTS a C call.
+        # Reading EVENTS also spends the FD's edge, so it is read again before each wait.
         if sock.getsockopt(_EVENTS) & _POLLIN:
-            continue  # a message arrived meanwhile: the FD's edge is already spent
+            return sock.recv(_NOBLOCK)
         now = time.monotonic()
         if not deadline:
             deadline = now + timeout

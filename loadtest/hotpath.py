@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""`make bench`: what each step of one request costs, in µs, on each hub.
+
+Runs inside a handler image (the real hub, the real package), monkey-patched first:
+
+    python3 hotpath.py --hub gevent [--json]
+
+Each step is timed in a loop (`timeit`, `--repeat` rounds of `--number` calls; the table
+shows the median round and the spread of all rounds). The steps are those of
+doors/mongrel2.py for one `GET /plaintext`: parse the Mongrel2 message, build the app's
+request, run the app (route, endpoint, metrics, final headers), render the HTTP bytes,
+frame them for mongrel2, write the access line; then the hub's own work: a pooled
+greenlet per request, the deadline registration, a receive and a send on ZeroMQ, and the
+whole cycle of one request through the door over in-process sockets. A benchmark, not a
+test: it asserts nothing. The standard library's timeit, not pyperf, so that it runs in
+the production images, which carry no benchmark tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import time
+import timeit
+
+HUB = "gevent"
+for i, arg in enumerate(sys.argv):
+    if arg == "--hub" and i + 1 < len(sys.argv):
+        HUB = sys.argv[i + 1]
+if HUB == "gevent":
+    from gevent import monkey
+
+    monkey.patch_all()
+elif HUB == "eventlet":
+    import eventlet
+
+    eventlet.monkey_patch()
+else:
+    raise SystemExit(f"--hub must be gevent or eventlet, got {HUB!r}")
+
+os.environ.setdefault("METRICS_PORT", "0")
+
+from m2stack import logs  # noqa: E402
+from m2stack.app import App  # noqa: E402
+from m2stack.demo.basics import routes  # noqa: E402
+from m2stack.doors import mongrel2 as door  # noqa: E402
+from m2stack.doors.fronts import Front  # noqa: E402
+from m2stack.hubs import load  # noqa: E402
+from m2stack.protocol import mongrel2 as protocol  # noqa: E402
+from m2stack.settings import HandlerSettings  # noqa: E402
+
+hub = load(HUB)
+zmq = hub.zmq
+
+SENDER = b"4e2b8f0c-1d7a-4c3e-8a55-6b0d9c7e3f12"
+HEADERS = {"PATH": "/plaintext", "x-forwarded-for": "127.0.0.1", "host": "127.0.0.1:6767",
+           "user-agent": "wrk", "accept": "*/*", "METHOD": "GET", "VERSION": "HTTP/1.1",
+           "URI": "/plaintext", "PATTERN": "/", "URL_SCHEME": "http", "REMOTE_ADDR": "127.0.0.1"}
+RAW_JSON = protocol.encode_request(SENDER, 12, "/plaintext", HEADERS, b"", "json")
+RAW_TNET = protocol.encode_request(SENDER, 12, "/plaintext", HEADERS, b"", "tnetstring")
+
+
+def measure(function, number: int, repeat: int) -> dict:
+    # CPU time of this process, not wall time: other load on the machine does not count.
+    rounds = [t / number * 1e6 for t in timeit.repeat(function, number=number, repeat=repeat,
+                                                      timer=time.process_time)]
+    return {"us": round(statistics.median(rounds), 2), "min": round(min(rounds), 2),
+            "max": round(max(rounds), 2)}
+
+
+def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
+    app = App(routes, hub_name=hub.NAME, front_door="mongrel2")
+    message = protocol.parse_request(RAW_JSON, door._decode_headers)
+    request = door.build_request(message)
+    response = app.handle(door.build_request(message))
+    wire = door.response_bytes(response)
+    access = logs.AccessLog(stream=io.BytesIO(), max_lines=10**9)
+    settings = HandlerSettings()
+    deadlines: dict = {}
+
+    def deadline_watchdog() -> None:
+        me = hub.current()
+        deadlines[me] = 1.0
+        deadlines.pop(me, None)
+
+    def deadline_timer() -> None:
+        with hub.Timeout(10):
+            pass
+
+    pool = hub.make_pool(10_000)
+
+    def spawn_many() -> None:
+        for _ in range(100):
+            hub.spawn(pool, int)
+        while pool.running():
+            hub.sleep(0)
+
+    out = [
+        ("parse (JSON headers, msgspec)", measure(lambda: protocol.parse_request(RAW_JSON, door._decode_headers),
+                                                  number, repeat)),
+        ("parse (tnetstring headers, pure)", measure(lambda: protocol.parse_request(RAW_TNET), number, repeat)),
+        ("build the request", measure(lambda: door.build_request(message), number, repeat)),
+        ("app: route, endpoint, metrics, headers", measure(lambda: app.handle(door.build_request(message)),
+                                                           number, repeat)),
+        ("render HTTP", measure(lambda: door.response_bytes(response), number, repeat)),
+        ("frame for mongrel2", measure(lambda: protocol.frame_response(message.sender, (message.conn_id,), wire),
+                                       number, repeat)),
+        ("access log line", measure(lambda: access.write({
+            "request_id": request.request_id, "conn_id": "12", "method": "GET", "path": "/plaintext",
+            "status": 200, "duration_ms": 0.12}), number, repeat)),
+        ("deadline: watchdog registration", measure(deadline_watchdog, number, repeat)),
+        ("deadline: a timer per request (not used)", measure(deadline_timer, number, repeat)),
+    ]
+    per_spawn = measure(spawn_many, max(1, number // 100), repeat)
+    out.append(("hub: pooled greenlet spawn, run, exit", {k: round(v / 100, 2) for k, v in per_spawn.items()}))
+    out.extend(zmq_steps(settings, number, repeat))
+    return out
+
+
+def zmq_steps(settings: HandlerSettings, number: int, repeat: int) -> list[tuple[str, dict]]:
+    context = zmq.Context()
+    pull, push = context.socket(zmq.PULL), context.socket(zmq.PUSH)
+    for sock in (pull, push):
+        sock.setsockopt(zmq.RCVHWM, 0)
+        sock.setsockopt(zmq.SNDHWM, 0)
+    pull.bind("inproc://bench-requests")
+    push.connect("inproc://bench-requests")
+
+    def receive_batch() -> None:
+        for _ in range(number):
+            push.send(RAW_JSON)
+        for _ in range(number):
+            hub.receive(pull, 1.0)
+
+    def send_only() -> None:
+        for _ in range(number):
+            push.send(RAW_JSON)
+
+    send_cost = measure(send_only, 1, repeat)
+    both = measure(receive_batch, 1, repeat)
+    receive = {k: round((both[k] - send_cost[k]) / number, 2) for k in both}
+    sent = {k: round(v / number, 2) for k, v in measure(lambda: [hub.send(push, RAW_JSON) for _ in range(number)],
+                                                         1, repeat).items()}
+    for _ in range(number * (repeat + 2)):  # empty the queue the send step filled
+        if hub.receive(pull, 0.01) is None:
+            break
+    cycle = door_cycle(context, settings, number, repeat)
+    for sock in (pull, push):
+        sock.close(0)
+    context.term()
+    return [("hub: receive one message (ZeroMQ, non-blocking + FD)", receive),
+            ("hub: send one message (ZeroMQ)", sent),
+            ("whole cycle through the door (in-process sockets)", cycle)]
+
+
+def door_cycle(context, settings: HandlerSettings, number: int, repeat: int) -> dict:
+    """Requests pushed into a front's PULL socket, answered by the door's own code, the
+    replies read back: everything of one request but the TCP hop to mongrel2."""
+    os.environ["ACCESS_LOG"] = "false"
+    app = App(routes, hub_name=hub.NAME, front_door="mongrel2")
+    the_door = door.Mongrel2Door(hub, app, HandlerSettings(access_log=False, request_timeout=10.0))
+    requests_in, replies_out = context.socket(zmq.PUSH), context.socket(zmq.PULL)
+    front_requests, front_replies = context.socket(zmq.PULL), context.socket(zmq.PUSH)
+    for sock in (requests_in, replies_out, front_requests, front_replies):
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+    front_requests.bind("inproc://bench-front-requests")
+    requests_in.connect("inproc://bench-front-requests")
+    replies_out.bind("inproc://bench-front-replies")
+    front_replies.connect("inproc://bench-front-replies")
+    front = Front("", "inproc://bench-front-requests", "inproc://bench-front-replies",
+                  front_requests, front_replies)
+    hub.spawn_background(the_door.watch_deadlines)
+
+    def cycle() -> None:
+        for _ in range(number):
+            requests_in.send(RAW_JSON)
+        for _ in range(number):
+            raw = hub.receive(front_requests, 1.0)
+            the_door.dispatch(raw, front)
+        for _ in range(number):
+            if hub.receive(replies_out, 5.0) is None:
+                raise RuntimeError("a reply went missing")
+
+    result = {k: round(v / number, 2) for k, v in measure(cycle, 1, repeat).items()}
+    the_door.stopping = True
+    hub.sleep(0.2)
+    for sock in (requests_in, replies_out, front_requests, front_replies):
+        sock.close(0)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hub", default="gevent")
+    parser.add_argument("--number", type=int, default=5000, help="calls per round")
+    parser.add_argument("--repeat", type=int, default=7, help="rounds")
+    parser.add_argument("--json", action="store_true", help="JSON rows instead of a table")
+    args = parser.parse_args()
+    started = time.monotonic()
+    rows = [{"hub": HUB, "step": step, **figures} for step, figures in steps(args.number, args.repeat)]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print(f"{'step':58s} {HUB + ' µs':>12s}  spread")
+        for row in rows:
+            print(f"{row['step']:58s} {row['us']:12.2f}  {row['min']:.2f}-{row['max']:.2f}")
+        print(f"({args.repeat} rounds of {args.number}, {time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
