@@ -52,7 +52,7 @@ class App:
         when the request runs out of it, and that becomes a 504 here."""
         started = time.perf_counter()
         found = None if request.error else self.resolve(request.path)
-        metrics.IN_FLIGHT.inc()
+        metrics.request_started()
         try:
             response = self._dispatch(request, found)
         except HTTPError as exc:
@@ -68,11 +68,9 @@ class App:
                           extra={"request_id": request.request_id, "path": request.path,
                                  "method": request.method})
             response = error_response(500, "internal server error", request.request_id)
-        finally:
-            metrics.IN_FLIGHT.dec()
         route = found[0].pattern if found else "unmatched"
-        metrics.observe(route, request.method if request.method in SUPPORTED_METHODS else "other",
-                        response.status, started)
+        metrics.request_finished(route, request.method if request.method in SUPPORTED_METHODS else "other",
+                                 response.status, started)
         return self.finish(request, response)
 
     def handle_within(self, request: Request, limit: float, timeout_class: Any) -> Response:
