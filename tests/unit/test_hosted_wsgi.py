@@ -117,3 +117,18 @@ def test_flask_example_behind_the_mongrel2_adapter():
     assert len([v for n, v in response.headers if n == "Set-Cookie"]) == 2
 
 
+
+
+def test_content_length_only_when_there_is_a_body():
+    seen = []
+
+    def app_(environ, start_response):
+        seen.append(environ.get("CONTENT_LENGTH"))
+        start_response("204 No Content", [])
+        return []
+
+    hosted = HostedWSGIApp(validator(app_))
+    hosted.handle(mongrel2_request("GET", "/x"))
+    hosted.handle(mongrel2_request("POST", "/x", body=b"abc", headers={"content-length": "3"}))
+    hosted.handle(mongrel2_request("POST", "/x", headers={"content-length": "0"}))
+    assert seen == [None, "3", "0"]

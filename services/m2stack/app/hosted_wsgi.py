@@ -62,7 +62,12 @@ def environ_for(request: Request, hub_name: str) -> dict[str, Any]:
             environ["CONTENT_LENGTH"] = value
         else:
             environ["HTTP_" + name.upper().replace("-", "_")] = value
-    environ["CONTENT_LENGTH"] = str(len(request.body))  # what wsgi.input really holds
+    # What wsgi.input really holds, and only when there is a body (or the client declared
+    # one), as a WSGI server does: apps tell "no body" from "empty body" by its absence.
+    if request.body or "content-length" in request.headers:
+        environ["CONTENT_LENGTH"] = str(len(request.body))
+    else:
+        environ.pop("CONTENT_LENGTH", None)
     return environ
 
 
