@@ -6,7 +6,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+# Compose v2: the machine's `docker compose` plugin, else Debian's docker-compose package
+# (pinned, checksummed) unpacked into .tools/ by `make compose-v2`, which every target
+# that runs Compose depends on. COMPOSE=docker-compose still drives Compose v1 (1.29).
+COMPOSE_V2_TOOL := .tools/docker-compose
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo $(CURDIR)/$(COMPOSE_V2_TOOL))
+COMPOSE_V1 = $(filter 1.%,$(shell $(COMPOSE) version --short 2>/dev/null))
 export COMPOSE_PROJECT_NAME ?= m2stack
 HUB ?= gevent
 HANDLERS ?= 1
@@ -27,10 +32,10 @@ STACK = $(if $(COMPOSE_FILES),$(COMPOSE) $(COMPOSE_FILES),$(error unknown VARIAN
   (HUB=$(HUB)): use mongrel2 or wsgi with HUB=gevent|eventlet, or one of: $(VARIANT_NAMES)))
 VARIANT_NAMES = $(shell $(VARIANTS_PY) names)
 
-.PHONY: help images up down build compare base-image ca-certs env logs ps test test-image lint test-unit test-integration test-e2e lock clean
+.PHONY: help images up down build compare bench base-image ca-certs env logs ps test test-image lint test-unit test-integration test-e2e lock clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 	@echo "  variables: VARIANT=mongrel2|wsgi|example-flask HUB=gevent|eventlet HANDLERS=N HTTP_PUBLISH=[addr:]port EXTRA_CA_CERTS=files"
 	@echo "  VARIANT may also be a full variant name: $(VARIANT_NAMES)"
 
@@ -48,25 +53,25 @@ env: ## write .env (project name, port, a random DB_PASSWORD made once and kept)
 	 umask 077; printf 'COMPOSE_PROJECT_NAME=%s\nHTTP_PUBLISH=%s\nDB_PASSWORD=%s\n' \
 	   "$(COMPOSE_PROJECT_NAME)" "$(HTTP_PUBLISH)" "$$pw" > .env.tmp && mv -f .env.tmp .env
 
-build: base-image ca-certs ## build the images of the selected VARIANT and HUB
+build: base-image ca-certs compose-v2 ## build the images of the selected VARIANT and HUB
 	$(STACK) build
 
 up: build env ## start the VARIANT (HANDLERS handlers on HUB), wait until healthy
-	$(STACK) up -d $(shell $(VARIANTS_PY) scale $(VARIANT_NAME) $(HANDLERS))
-	@scripts/wait-healthy.sh $(COMPOSE_PROJECT_NAME) 180
+	$(STACK) up -d $(if $(COMPOSE_V1),,--wait --wait-timeout 180) $(shell $(VARIANTS_PY) scale $(VARIANT_NAME) $(HANDLERS))
+	$(if $(COMPOSE_V1),@scripts/wait-healthy.sh $(COMPOSE_PROJECT_NAME) 180)
 	@echo "up: http://localhost:$(lastword $(subst :, ,$(HTTP_PUBLISH)))/json  (variant: $(VARIANT_NAME), handlers: $(HANDLERS))"
 
 # Any variant's stack: containers of services the base file lacks (wsgi, locust) are orphans.
-down: ## stop and remove containers, networks and volumes of the stack (any variant)
+down: compose-v2 ## stop and remove containers, networks and volumes of the stack (any variant)
 	$(COMPOSE) -f docker-compose.yml down --volumes --remove-orphans
 
-logs: ## follow the logs
+logs: compose-v2 ## follow the logs
 	$(STACK) logs -f --tail 100
 
-ps: ## list the containers
+ps: compose-v2 ## list the containers
 	$(STACK) ps
 
-test: lint test-unit test-integration test-e2e ## every test: lint, unit, integration, end-to-end
+test: lint test-unit test-integration test-e2e test-compose-v1 test-swarm ## every test: lint, unit, integration, end-to-end, Compose v1 smoke, Swarm
 
 test-image: base-image ca-certs
 	docker build -q -f services/Dockerfile --target test --build-arg LOCK=test -t m2stack/test:latest .
@@ -86,7 +91,7 @@ test-integration: test-image ## real mongrel2 + real handler processes on loopba
 	@touch $@
 
 # Each variant's images with its own compose files, so their build arguments apply.
-images: base-image ca-certs ## build every image the tests and variants use (db included)
+images: base-image ca-certs compose-v2 ## build every image the tests and variants use (db included)
 	@set -eo pipefail; $(VARIANTS_PY) images | while read -r args; do \
 	  echo "$(COMPOSE) $$args"; $(COMPOSE) $$args </dev/null; done
 	$(COMPOSE) -f docker-compose.yml -f compose/loadtest.yml build locust-master
@@ -101,6 +106,23 @@ test-e2e: images .venv/ok ## docker compose stacks driven by real HTTP clients
 compare: images .venv/ok ## load-test every variant side by side (Locust + wrk), write a report
 	COMPOSE="$(COMPOSE)" HANDLERS=$(HANDLERS) .venv/bin/python loadtest/compare.py
 
+# What each step of one request costs on each hub, in µs (loadtest/hotpath.py, run in the
+# real handler images); BENCH_OUT=file.json also writes the rows for `make compare`'s report
+# (HOTPATH_JSON=file.json make compare).
+BENCH_NUMBER ?= 5000
+BENCH_REPEAT ?= 7
+bench: base-image ca-certs ## per-step cost of one request on each hub (a benchmark, not a test)
+	$(COMPOSE) -f docker-compose.yml build handler
+	$(COMPOSE) -f docker-compose.yml -f compose/eventlet.yml build handler
+	@out=$$(mktemp -d); for hub in gevent eventlet; do \
+	  docker run --rm --read-only --tmpfs /tmp -e PYTHONWARNINGS=ignore -v "$(CURDIR)/loadtest:/bench:ro" \
+	    --entrypoint python3 m2stack/handler:$$hub /bench/hotpath.py --hub $$hub --json \
+	    --number $(BENCH_NUMBER) --repeat $(BENCH_REPEAT) > $$out/$$hub.json || exit 1; \
+	done; \
+	$(PYTHON) -c 'import json,sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))], indent=1))' \
+	  $$out/gevent.json $$out/eventlet.json > $${BENCH_OUT:-$$out/hotpath.json}; \
+	echo "bench: rows in $${BENCH_OUT:-$$out/hotpath.json} (HOTPATH_JSON=that make compare adds them to the report)"
+
 lock: ## re-lock every requirements file (pip-compile with hashes)
 	@for name in gevent eventlet test e2e locust ceiling example-flask; do \
 	  $(PYTHON) -m piptools compile -q --generate-hashes --allow-unsafe --strip-extras --no-header \
@@ -108,3 +130,49 @@ lock: ## re-lock every requirements file (pip-compile with hashes)
 
 clean: down ## remove the stack and the test venv
 	rm -rf .venv
+
+# ---- Compose v2, Docker Swarm, registry (docs/swarm.md) --------------------------------
+
+.PHONY: compose-v2 swarm-up swarm-down swarm-stack-file push registry-image registry-up registry-down test-swarm test-compose-v1
+
+compose-v2: ## Compose v2 for this project: the machine's plugin, else Debian's package in .tools/
+	@$(if $(filter $(CURDIR)/$(COMPOSE_V2_TOOL),$(COMPOSE)),[ -x $(COMPOSE_V2_TOOL) ] || $(PYTHON) scripts/compose_v2.py $(COMPOSE_V2_TOOL),:)
+
+FRONTS ?= 2
+REGISTRY ?=
+SWARM_STACK ?= m2stack
+SWARM_PUBLISH ?= host
+REGISTRY_PUBLISH ?= 127.0.0.1:5000
+SWARM_ENV = COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" HUB=$(HUB) HANDLERS=$(HANDLERS) FRONTS=$(FRONTS) \
+  REGISTRY=$(REGISTRY) SWARM_STACK=$(SWARM_STACK) SWARM_PUBLISH=$(SWARM_PUBLISH) HTTP_PUBLISH=$(HTTP_PUBLISH)
+
+swarm-up: compose-v2 ## deploy to the swarm (a single-node one is made if none): FRONTS=M HANDLERS=N [HUB=] [REGISTRY=host:port]
+	@$(SWARM_ENV) scripts/swarm.sh up
+
+swarm-down: ## remove the stack, its secret, networks and volume; leave the swarm if swarm-up made it
+	@$(SWARM_ENV) scripts/swarm.sh down
+
+swarm-stack-file: compose-v2 ## print the path of the generated stack file (build/swarm/STACK/stack.json)
+	@$(SWARM_ENV) scripts/swarm.sh stack-file
+
+push: compose-v2 ## tag and push the images of the stack (HUB) to REGISTRY=host:port
+	@$(SWARM_ENV) scripts/swarm.sh push
+
+registry-image: base-image ## the registry image (Debian's docker-registry)
+	docker build -q -t m2stack/registry:latest services/registry
+
+registry-up: registry-image ## a local registry on REGISTRY_PUBLISH (127.0.0.1:5000), for make push
+	docker run -d --name m2stack-registry --read-only --cap-drop ALL --security-opt no-new-privileges \
+	  --tmpfs /tmp -v m2stack-registry:/var/lib/docker-registry -p $(REGISTRY_PUBLISH):5000 m2stack/registry:latest
+
+registry-down: ## remove the local registry and its volume
+	docker rm -f m2stack-registry; docker volume rm m2stack-registry
+
+# A single-node swarm of its own (left as found): 2 fronts x 3 handlers, scaling, a front
+# killed, a rolling update, the registry path. About 5 minutes on 2 cores.
+test-swarm: images registry-image .venv/ok compose-v2 ## Docker Swarm: fronts x handlers, scaling, failover, registry
+	COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" .venv/bin/python -m pytest -q -p no:cacheprovider tests/swarm
+
+# While hosts still have Compose v1 (1.29): one stack up and down under it; skipped without it.
+test-compose-v1: images .venv/ok ## a smoke test of the stack under Compose v1 (docker-compose 1.29)
+	.venv/bin/python -m pytest -q -p no:cacheprovider tests/compose_v1
