@@ -28,16 +28,26 @@ VARIANT ?= mongrel2
 VARIANT_NAME := $(if $(filter mongrel2 wsgi,$(VARIANT)),$(VARIANT)-$(HUB),$(VARIANT))
 COMPOSE_FILES := $(shell $(VARIANTS_PY) files $(VARIANT_NAME) 2>/dev/null)
 # Recursive: only the targets that use the stack fail on an unknown variant.
-STACK = $(if $(COMPOSE_FILES),$(COMPOSE) $(COMPOSE_FILES),$(error unknown VARIANT=$(VARIANT) \
+STACK = $(if $(COMPOSE_FILES),$(COMPOSE) $(COMPOSE_FILES) $(TLS_FILES),$(error unknown VARIANT=$(VARIANT) \
   (HUB=$(HUB)): use mongrel2 or wsgi with HUB=gevent|eventlet, or one of: $(VARIANT_NAMES)))
 VARIANT_NAMES = $(shell $(VARIANTS_PY) names)
+# TLS=1: a second Mongrel2 front, HTTPS on TLS_PUBLISH, with the certificates of `make certs`
+# (docs/tls.md). Mongrel2 variants only: the others have no Mongrel2 front to add.
+TLS ?= 0
+TLS_PUBLISH ?= 6443
+export TLS_PUBLISH
+TLS_FILES = $(if $(filter 1,$(TLS)),$(if $(filter mongrel2-%,$(VARIANT_NAME)),-f compose/tls.yml,$(error \
+  TLS=1 needs a Mongrel2 variant (mongrel2-gevent, mongrel2-eventlet), not $(VARIANT_NAME))))
 
-.PHONY: help images up down build compare bench base-image ca-certs env logs ps test test-image lint test-unit test-integration test-e2e lock clean
+.PHONY: help certs images up down build compare bench base-image ca-certs env logs ps test test-image lint test-unit test-integration test-e2e lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 	@echo "  variables: VARIANT=mongrel2|wsgi|example-flask HUB=gevent|eventlet HANDLERS=N HTTP_PUBLISH=[addr:]port EXTRA_CA_CERTS=files"
 	@echo "  VARIANT may also be a full variant name: $(VARIANT_NAMES)"
+
+certs: ## a development CA and server certificate (localhost, 127.0.0.1, mongrel2) in .certs/ for TLS=1
+	@sh mongrel2/make-certs.sh .certs
 
 base-image: ## make sure debian:bookworm-slim exists (pull, else debootstrap)
 	@scripts/ensure-base-image.sh
@@ -56,10 +66,11 @@ env: ## write .env (project name, port, a random DB_PASSWORD made once and kept)
 build: base-image ca-certs compose-v2 ## build the images of the selected VARIANT and HUB
 	$(STACK) build
 
-up: build env ## start the VARIANT (HANDLERS handlers on HUB), wait until healthy
+up: build env $(if $(filter 1,$(TLS)),certs) ## start the VARIANT (HANDLERS handlers on HUB), wait until healthy; TLS=1 adds HTTPS
 	$(STACK) up -d $(if $(COMPOSE_V1),,--wait --wait-timeout 180) $(shell $(VARIANTS_PY) scale $(VARIANT_NAME) $(HANDLERS))
 	$(if $(COMPOSE_V1),@scripts/wait-healthy.sh $(COMPOSE_PROJECT_NAME) 180)
 	@echo "up: http://localhost:$(lastword $(subst :, ,$(HTTP_PUBLISH)))/json  (variant: $(VARIANT_NAME), handlers: $(HANDLERS))"
+	$(if $(filter 1,$(TLS)),@echo "up: https://localhost:$(lastword $(subst :, ,$(TLS_PUBLISH)))/json  (trust .certs/ca.crt)")
 
 # Any variant's stack: containers of services the base file lacks (wsgi, locust) are orphans.
 down: compose-v2 ## stop and remove containers, networks and volumes of the stack (any variant)

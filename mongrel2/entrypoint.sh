@@ -33,6 +33,17 @@ script_dir=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 : "${M2_HANDLER_PROTOCOL:=json}"
 : "${M2_ACCESS_LOG:=/dev/stdout}"
 : "${M2_ERROR_LOG:=/dev/stderr}"
+# TLS (docs/tls.md): M2_TLS=1 makes this front speak HTTPS only, on M2_PORT, with the
+# PEM certificate (chain) and key read from the files M2_TLS_CERT and M2_TLS_KEY (a bind
+# mount or a Swarm secret). One mongrel2 process serves one Server, so an HTTP and an
+# HTTPS port are two fronts (compose/tls.yml adds the second container).
+: "${M2_TLS:=0}"
+: "${M2_TLS_CERT:=}"
+: "${M2_TLS_KEY:=}"
+# mbedtls names (space separated), TLS 1.2 AEAD suites with forward secrecy only: none of
+# them exists before TLS 1.2, so a TLS 1.0/1.1 client finds no common suite. mongrel2 1.12
+# has no minimum-version setting (src/io.c iobuf_ssl_setup keeps mbedtls' default).
+: "${M2_TLS_CIPHERS:=TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256 TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384 TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256 TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256 TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384 TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256}"
 # Every front gets its own identities, new at each start, unless set: handlers address a
 # reply to the front by M2_SEND_IDENT (the SENDER of each request; mongrel2's SUB subscribes
 # to it), so two fronts sharing one would each deliver a reply to whichever of their own
@@ -60,6 +71,18 @@ is_uint() { case $1 in ''|*[!0-9]*) return 1 ;; esac; }
 is_uint "$M2_PORT" && [ "$M2_PORT" -ge 1 ] && [ "$M2_PORT" -le 65535 ] \
     || die "M2_PORT must be 1-65535, got '$M2_PORT'"
 is_uint "$M2_IDLE_TIMEOUT" && [ "$M2_IDLE_TIMEOUT" -ge 1 ] || die "M2_IDLE_TIMEOUT must be a whole number of seconds, got '$M2_IDLE_TIMEOUT'"
+case $M2_TLS in 0 | 1) ;; *) die "M2_TLS must be 0 or 1, got '$M2_TLS'" ;; esac
+case $M2_TLS_CIPHERS in
+    '' | *[!A-Z0-9\ -]*) die "M2_TLS_CIPHERS must be mbedtls suite names (A-Z, 0-9, '-') separated by spaces, got '$M2_TLS_CIPHERS'" ;;
+esac
+# Only suites that exist from TLS 1.2 on (AEAD or SHA-2 MAC): with any older one in the
+# list, mbedtls 2.28 accepts TLS 1.0 and 1.1 handshakes (checked with openssl s_client).
+for suite in $M2_TLS_CIPHERS; do
+    case $suite in
+        TLS-*-SHA256 | TLS-*-SHA384 | TLS-*-CCM | TLS-*-CCM-8) ;;
+        *) die "M2_TLS_CIPHERS: $suite is usable before TLS 1.2 (only *-SHA256, *-SHA384, *-CCM, *-CCM-8 suites are allowed)" ;;
+    esac
+done
 case $M2_HANDLER_PROTOCOL in json | tnetstring) ;; *) die "M2_HANDLER_PROTOCOL must be json or tnetstring, got '$M2_HANDLER_PROTOCOL'" ;; esac
 is_uint "$M2_CONTENT_LENGTH" || die "M2_CONTENT_LENGTH must be a number of bytes, got '$M2_CONTENT_LENGTH'"
 case $M2_BIND_ADDR in
@@ -97,9 +120,32 @@ for var in M2_REQUESTS_SPEC M2_RESPONSES_SPEC M2_CONTROL_SPEC M2_STATIC_DIR M2_R
     esac
 done
 
+# mongrel2 reads <certdir><server uuid>.crt and .key (src/server.c Server_init_ssl), so the
+# mounted files are copied under this start's UUID into the run dir (a tmpfs; umask 077
+# keeps the key private to the server user).
+M2_CERT_DIR=$M2_RUN_DIR/certs/
+M2_USE_SSL=$M2_TLS
+rm -rf -- "$M2_CERT_DIR"
+if [ "$M2_TLS" = 1 ]; then
+    for var in M2_TLS_CERT M2_TLS_KEY; do
+        eval "file=\$$var"
+        [ -n "$file" ] || die "M2_TLS=1 needs $var (the path of a PEM file)"
+        [ -r "$file" ] || die "$var=$file is not a file readable by uid $(id -u)"
+    done
+    grep -q -- '-----BEGIN CERTIFICATE-----' "$M2_TLS_CERT" \
+        || die "M2_TLS_CERT=$M2_TLS_CERT has no PEM certificate"
+    grep -q -- '-----BEGIN .*PRIVATE KEY-----' "$M2_TLS_KEY" \
+        || die "M2_TLS_KEY=$M2_TLS_KEY has no PEM private key"
+    grep -q -- 'ENCRYPTED' "$M2_TLS_KEY" && die "M2_TLS_KEY=$M2_TLS_KEY is encrypted: mongrel2 loads keys without a passphrase"
+    case $M2_SERVER_UUID in *[!A-Za-z0-9-]* | '') die "M2_SERVER_UUID names the certificate files: letters, digits and '-' only, got '$M2_SERVER_UUID'" ;; esac
+    mkdir -p -- "$M2_CERT_DIR"
+    cat -- "$M2_TLS_CERT" > "$M2_CERT_DIR$M2_SERVER_UUID.crt"
+    cat -- "$M2_TLS_KEY" > "$M2_CERT_DIR$M2_SERVER_UUID.key"
+fi
+
 export M2_PORT M2_BIND_ADDR M2_REQUESTS_SPEC M2_RESPONSES_SPEC M2_CONTROL_SPEC \
        M2_CONTENT_LENGTH M2_IDLE_TIMEOUT M2_STATIC_DIR M2_RUN_DIR M2_ACCESS_LOG M2_ERROR_LOG \
-       M2_SERVER_UUID M2_SEND_IDENT M2_HANDLER_PROTOCOL
+       M2_SERVER_UUID M2_SEND_IDENT M2_HANDLER_PROTOCOL M2_USE_SSL M2_CERT_DIR M2_TLS_CIPHERS
 
 # ---- render: literal ${M2_*} substitution (no regex replacement, so '&', '/', '|' in
 # values are safe); an unset ${M2_*} is an error ----

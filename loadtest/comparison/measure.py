@@ -16,6 +16,8 @@ from .progress import Progress
 from .sampler import Sampler
 from .stack import GENERATOR_SERVICES, Stack, http
 
+BACKING_SERVICES = ("db",)  # behind the server: its CPU is in cpu_s_per_1k, not in serving_cpu_s
+
 
 def check_endpoints(stack: Stack, scenario: Scenario) -> str | None:
     """None when the variant serves every endpoint of the scenario, else why not."""
@@ -69,6 +71,9 @@ def _costs(stack: Stack, scenario: Scenario, sampler: Sampler, requests: int) ->
     # the master only coordinates, and its CPU stays in cpu_by_service_s.
     generator_cpu = cpu.get("locust-worker", 0.0)
     server_cpu = sum(v for k, v in cpu.items() if k not in GENERATOR_SERVICES)
+    # The server side without the database: mongrel2 + handlers for us, the one server of
+    # a WSGI variant or a peer. What one request costs to serve, whatever the architecture.
+    serving_cpu = sum(v for k, v in cpu.items() if k not in GENERATOR_SERVICES and k not in BACKING_SERVICES)
     processes_per_container = 1 if variant.scaled else settings.handlers
     app_peaks = sampler.peak_memory_by_container(variant.app_service)
     generator_limit = float(settings.locust_cpus) * (settings.locust_workers
@@ -79,6 +84,9 @@ def _costs(stack: Stack, scenario: Scenario, sampler: Sampler, requests: int) ->
         # the app processes alone (no mongrel2, no database): the price of hub + app
         "handler_cpu_s_per_1k": round(cpu.get(variant.app_service, 0.0) / requests * 1000, 4)
         if requests else None,
+        "serving_cpu_s": round(serving_cpu, 3),
+        "serving_cpu_us_per_request": round(serving_cpu / requests * 1e6, 1) if requests else None,
+        "requests_per_serving_cpu_s": round(requests / serving_cpu) if requests and serving_cpu else None,
         "cpu_by_service_s": {k: round(v, 3) for k, v in sorted(cpu.items())},
         "generator_cpu_s": round(generator_cpu, 3),
         # busy cores while measuring (the generator idles before and after its run)

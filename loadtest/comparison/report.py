@@ -1,5 +1,6 @@
 """What a comparison leaves in its report folder: machine.json, results.json and
-results.csv (a row per variant and scenario), throughput.png and latency.png, report.md.
+results.csv (a row per variant and scenario), throughput.png, latency.png and cpu.png,
+report.md; and hotpath.json when `make bench`'s figures are given (HOTPATH_JSON) or there.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
@@ -18,10 +20,12 @@ from scenarios import SCENARIOS
 from .sampler import read_text
 from .settings import ROOT, Settings
 from .stack import COMPOSE
+from .variants import VARIANTS
 
 CSV_COLUMNS = ["variant", "scenario", "status", "generator", "users", "handlers", "duration_s",
                "requests", "failures", "rps", "p50_ms", "p95_ms", "p99_ms", "avg_ms", "max_ms",
                "server_cpu_s", "cpu_s_per_1k", "peak_mib_per_handler_process", "handler_cpu_s_per_1k",
+               "serving_cpu_s", "serving_cpu_us_per_request", "requests_per_serving_cpu_s",
                "generator_cpu_s", "generator_cores", "generator_cpu_limit", "note"]
 
 
@@ -81,7 +85,8 @@ def write_results(out: Path, rows: list[dict]) -> None:
 
 
 def write_charts(out: Path, rows: list[dict], scenarios: list[str]) -> list[str]:
-    """throughput.png and latency.png, a panel per measured scenario; none without matplotlib."""
+    """throughput.png, latency.png and cpu.png, a panel per measured scenario; none without
+    matplotlib (cpu.png also none when no row has the server side's CPU)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -94,12 +99,16 @@ def write_charts(out: Path, rows: list[dict], scenarios: list[str]) -> list[str]
     cols = min(3, len(measured))
     nrows = (len(measured) + cols - 1) // cols
     charts = []
-    for kind, title in (("throughput", "Throughput per variant"),
-                        ("latency", "Latency percentiles per variant")):
+    kinds = [("throughput", "Throughput per variant", _throughput),
+             ("latency", "Latency percentiles per variant", _latency)]
+    if any(r.get("serving_cpu_us_per_request") for r in rows if r["status"] == "ok"):
+        kinds.append(("cpu", "Server CPU-\u00b5s per request (mongrel2 + handlers, or the one server; "
+                             "no database)", _cpu))
+    for kind, title, draw in kinds:
         fig, axes = plt.subplots(nrows, cols, figsize=(5.5 * cols, 3.6 * nrows), squeeze=False)
         for ax, scenario in zip(axes.flat, measured, strict=False):
             ok = [r for r in rows if r["scenario"] == scenario and r["status"] == "ok"]
-            (_throughput if kind == "throughput" else _latency)(ax, ok)
+            draw(ax, ok)
             ax.set_title(scenario)
         for ax in list(axes.flat)[len(measured):]:
             ax.set_visible(False)
@@ -119,6 +128,30 @@ def _throughput(ax, ok: list[dict]) -> None:
     ax.invert_yaxis()  # the table's order, top down
     ax.set_xlabel("requests/s")
     ax.margins(x=0.2)
+
+
+def _cpu(ax, ok: list[dict]) -> None:
+    """Stacked: the app processes' share, then the rest of the server side (mongrel2)."""
+    names, app_us, rest_us = [], [], []
+    for r in ok:
+        total = r.get("serving_cpu_us_per_request")
+        if not total:
+            continue
+        variant = VARIANTS.get(r["variant"])
+        app_cpu = (r.get("cpu_by_service_s") or {}).get(variant.app_service, 0.0) if variant else 0.0
+        app = min(total, app_cpu / r["requests"] * 1e6) if r.get("requests") else total
+        names.append(r["variant"])
+        app_us.append(app)
+        rest_us.append(total - app)
+    ax.barh(names, app_us, color="tab:blue", label="app processes")
+    bars = ax.barh(names, rest_us, left=app_us, color="tab:orange", label="mongrel2")
+    ax.bar_label(bars, labels=[f"{a + b:,.0f}" for a, b in zip(app_us, rest_us, strict=True)],
+                 padding=3, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("server CPU-\u00b5s per request")
+    ax.margins(x=0.2)
+    if any(rest_us):  # below the axis: the bars' own labels stay readable
+        ax.legend(fontsize=7, ncol=2, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22))
 
 
 def _latency(ax, ok: list[dict]) -> None:
@@ -152,6 +185,10 @@ def write_report(out: Path, settings: Settings, machine: dict, rows: list[dict],
          "**CPU-s/1k** is the CPU time of every server container (mongrel2, handlers, database) "
          "per 1,000 requests, **handler CPU-s/1k** the same for the app processes alone (the "
          "price of hub and app, without mongrel2 and the database); "
+         "**server CPU-\u00b5s/req** is the CPU time of the whole server side per request "
+         "(mongrel2 + handlers for the Mongrel2 variants, the one server process tree for the "
+         "others; no database, no generator), and **req/server CPU-s** its inverse, the "
+         "requests one CPU-second of the server side serves; "
          "**MiB/proc** is the peak memory of one handler process; "
          "**gen. cores** is the CPU the load generator's workers used per second measured, next "
          "to their limit: near the limit, the generator and not the server was the bottleneck "
@@ -162,6 +199,8 @@ def write_report(out: Path, settings: Settings, machine: dict, rows: list[dict],
         scenario_rows = [r for r in rows if r["scenario"] == name]
         if scenario_rows:
             lines += _scenario_table(name, scenario_rows)
+    lines += _efficiency_table(settings.scenarios, rows)
+    lines += _hotpath_section(out, settings)
     if charts:
         lines += ["## Charts", ""] + [f"![{c}]({c})" for c in charts] + [""]
     lines += ["## Settings", "", "```json", json.dumps(asdict(settings), indent=2), "```", "",
@@ -177,11 +216,12 @@ def _scenario_table(name: str, rows: list[dict]) -> list[str]:
     best = max((r["rps"] for r in ok), default=0) or None
     lines = [f"## {name}", "", scenario.description + f" ({scenario.generator}).", "",
              ("| variant | req/s | vs best | p50 ms | p95 ms | p99 ms | requests | failures "
-              "| CPU-s/1k | handler CPU-s/1k | MiB/proc | gen. cores | notes |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| CPU-s/1k | handler CPU-s/1k | server CPU-\u00b5s/req | req/server CPU-s "
+              "| MiB/proc | gen. cores | notes |"),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"| {r['variant']} | {r['status']} | | | | | | | | | | | {r['note']} |")
+            lines.append(f"| {r['variant']} | {r['status']} | | | | | | | | | | | | | {r['note']} |")
             continue
         ratio = f"{r['rps'] / best:.2f}" if best else DASH
         lines.append(
@@ -189,7 +229,73 @@ def _scenario_table(name: str, rows: list[dict]) -> list[str]:
             f"| {fmt(r['p95_ms'])} | {fmt(r['p99_ms'])} | {fmt(r['requests'])} "
             f"| {fmt(r['failures'])} | {fmt(r['cpu_s_per_1k'], 3)} "
             f"| {fmt(r.get('handler_cpu_s_per_1k'), 3)} "
+            f"| {fmt(r.get('serving_cpu_us_per_request'))} | {fmt(r.get('requests_per_serving_cpu_s'))} "
             f"| {fmt(r['peak_mib_per_handler_process'], 1)} "
             f"| {r['generator_cores']:.2f} / {r['generator_cpu_limit']:g} | {r['note']} |")
     lines.append("")
     return lines
+
+
+def _efficiency_table(scenarios: list[str], rows: list[dict]) -> list[str]:
+    """Requests per server CPU-second, a variant per row and a scenario per column."""
+    measured = [s for s in scenarios if any(r["scenario"] == s and r.get("requests_per_serving_cpu_s")
+                                            for r in rows)]
+    if not measured:
+        return []
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    value = {(r["variant"], r["scenario"]): r.get("requests_per_serving_cpu_s")
+             for r in rows if r["status"] == "ok"}
+    lines = ["## Requests per server CPU-second", "",
+             ("What one CPU-second of the server side serves (mongrel2 + handlers, or the one "
+              "server; no database): the throughput per CPU, whatever the CPU limits let through. "
+              "In brackets: over the best of the column."), "",
+             "| variant | " + " | ".join(measured) + " |",
+             "|---|" + "---:|" * len(measured)]
+    best = {s: max((value.get((v, s)) or 0 for v in variants), default=0) for s in measured}
+    for variant in variants:
+        cells = []
+        for scenario in measured:
+            number = value.get((variant, scenario))
+            cells.append(f"{fmt(number)} ({number / best[scenario]:.2f})" if number and best[scenario]
+                         else DASH)
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def load_hotpath(out: Path, settings: Settings) -> list[dict]:
+    """`make bench`'s rows, from HOTPATH_JSON (copied into the report folder) or the folder's
+    own hotpath.json; [] when there are none or they cannot be read."""
+    target = out / "hotpath.json"
+    source = Path(settings.hotpath_json) if settings.hotpath_json else target
+    try:
+        rows = json.loads(source.read_text())
+        if source.resolve() != target.resolve():
+            shutil.copyfile(source, target)
+    except (OSError, ValueError):
+        return []
+    if not isinstance(rows, list):
+        return []
+    return [r for r in rows if isinstance(r, dict) and {"hub", "step", "us"} <= r.keys()]
+
+
+def _hotpath_section(out: Path, settings: Settings) -> list[str]:
+    """The cost of each step of one request, a column per hub (whatever steps the bench has)."""
+    rows = load_hotpath(out, settings)
+    if not rows:
+        return []
+    hubs = list(dict.fromkeys(str(r["hub"]) for r in rows))
+    steps = list(dict.fromkeys(str(r["step"]) for r in rows))
+    us = {(str(r["hub"]), str(r["step"])): r["us"] for r in rows}
+    lines = ["## Hot path per hub (make bench)", "",
+             ("\u00b5s per request for each step of one request, measured in process by "
+              "`make bench` (no sockets, no load): where each hub's CPU per request goes. "
+              "From `hotpath.json`."), "",
+             "| step | " + " | ".join(hubs) + " |",
+             "|---|" + "---:|" * len(hubs)]
+    for step in steps:
+        cells = []
+        for hub in hubs:
+            value = us.get((hub, step))
+            cells.append(fmt(value, 1 if abs(value) < 100 else 0) if isinstance(value, int | float) else DASH)
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return lines + [""]

@@ -55,6 +55,9 @@ class Settings:
     access_log: str
     report_dir: str
     users_per_scenario: dict[str, int] = field(default_factory=dict)
+    # `make bench`'s per-step figures ({"hub", "step", "us"} rows) for the report; empty:
+    # hotpath.json in the report folder, if there is one.
+    hotpath_json: str = ""
 
     @classmethod
     def from_env(cls, env=os.environ) -> Settings:
@@ -81,6 +84,7 @@ class Settings:
             wrk_connections=int(get("WRK_CONNECTIONS", "0")) or None,
             access_log=get("ACCESS_LOG", "false"),
             report_dir=get("REPORT_DIR", str(ROOT / "reports" / stamp)),
+            hotpath_json=get("HOTPATH_JSON", ""),
         )
         for name in settings.scenarios:
             override = env.get("USERS_" + name.upper().replace("-", "_"), "").strip()

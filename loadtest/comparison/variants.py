@@ -23,8 +23,9 @@ class Variant:
     name: str
     description: str
     files: tuple[str, ...]     # compose files, relative to the repository root
-    front_door: str            # "mongrel2" | "wsgi"
-    hub: str | None            # "gevent" | "eventlet" | None (no hub: the ceiling)
+    front_door: str            # "mongrel2" | "wsgi" | "asgi" (the X-Front-Door header)
+    hub: str | None            # the X-Hub header: "gevent" | "eventlet" | "blocking" | "uvloop";
+                               # None: the ceiling (no hub, no app)
     app_service: str           # the compose service whose processes run the app
     target: str                # base URL inside the compose network (what load generators use)
     # Mongrel2 variants run N one-process containers (--scale); a WSGI variant runs one
@@ -52,6 +53,13 @@ def _wsgi(name: str, description: str, hub: str, *overlays: str) -> Variant:
                    workers_env="WEB_CONCURRENCY", cpus_env="WSGI_CPUS")
 
 
+def _peer(name: str, description: str, front_door: str, hub: str, service: str) -> Variant:
+    """Another server, not our front door: one container of WEB_CONCURRENCY workers."""
+    return Variant(name, description, (BASE, f"compose/{name}.yml"), front_door=front_door, hub=hub,
+                   app_service=service, target=f"http://{service}:6767",
+                   workers_env="WEB_CONCURRENCY", cpus_env="WSGI_CPUS")
+
+
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     _mongrel2("mongrel2-gevent", "Mongrel2 + gevent handlers", "gevent"),
     _mongrel2("mongrel2-eventlet", "Mongrel2 + eventlet handlers", "eventlet", "compose/eventlet.yml"),
@@ -59,6 +67,11 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     _wsgi("wsgi-eventlet", "Gunicorn, eventlet worker", "eventlet", "compose/wsgi-eventlet.yml"),
     _mongrel2("ceiling", "Mongrel2 + the ceiling handler (blocking pyzmq, no hub, no app)", None,
               "compose/ceiling.yml"),
+    # Peers (services/peers/): the same scenarios and CPU limits, our per-request work.
+    _peer("wsgi-granian", "granian (Rust HTTP server) serving our WSGI app on the blocking hub, "
+          "a thread per request", "wsgi", "blocking", "granian"),
+    _peer("uvicorn-starlette", "uvicorn + uvloop + httptools, a Starlette + asyncpg app",
+          "asgi", "uvloop", "uvicorn"),
     # An app of your own behind Mongrel2; it has only some of the demo's endpoints.
     _mongrel2("example-flask", "Mongrel2 + a Flask app on gevent handlers", "gevent",
               "compose/example-flask.yml", in_compare=False),

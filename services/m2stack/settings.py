@@ -65,6 +65,10 @@ class HandlerSettings(msgspec.Struct, frozen=True):
     heartbeat_interval: Annotated[float, Meta(gt=0)] = field(default=2.0, name="HANDLER_HEARTBEAT_INTERVAL")
     # A request still running after this gets 504 (0: no limit).
     request_timeout: Seconds = field(default=10.0, name="HANDLER_REQUEST_TIMEOUT")
+    # Seconds between the keep-alive notes a handler sends mongrel2 for each WebSocket it
+    # owns: mongrel2's reaper (limits.min_ping, M2_IDLE_TIMEOUT) counts only what the client
+    # sends, so a client that only listens would be dropped. Keep it under that. 0: off.
+    websocket_keepalive: Seconds = field(default=5.0, name="HANDLER_WS_KEEPALIVE")
     metrics_port: Port = field(default=9100, name="METRICS_PORT")   # 0: off
     access_log: bool = field(default=True, name="ACCESS_LOG")
     log_level: str = field(default="INFO", name="LOG_LEVEL")

@@ -1,11 +1,38 @@
-"""End-to-end: real containers from docker compose, real HTTP clients on loopback."""
+"""End-to-end: real containers from docker compose, real HTTP clients on loopback.
+
+One stack factory (`stacks`) makes every stack of a module and removes them; `stack` is
+the module's stack for one variant, chosen by indirect parametrisation:
+
+    STACK = {"purpose": "io", "processes": 1, "env": {...}}     # the module's options
+    @pytest.mark.parametrize("stack", DEMO, indirect=True, scope="module")
+    def test_x(stack): ...
+
+Tests that share a parameter share the stack; pytest groups them, so each variant's
+stack comes up once per module and goes down before the next one comes up.
+"""
+
+from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from stack import MONGREL2_VARIANTS, Stack
+from comparison.variants import VARIANTS
+from stack import Stack
 from support import missing, require
+
+HERE = Path(__file__).resolve().parent
+# Per test, the module's stack coming up included (its first test pays for that).
+E2E_TIMEOUT = 600
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.docker)
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(E2E_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
@@ -15,14 +42,54 @@ def docker_available():
         missing("the Docker daemon is not reachable")
 
 
-@pytest.fixture(scope="module", params=list(MONGREL2_VARIANTS))
-def stack(request, docker_available):
-    """A running Mongrel2 stack per hub, with 3 handlers, shared by a module's tests.
-    (tests/e2e/test_parity.py runs every variant, the WSGI ones included.)"""
-    stack = Stack(request.param, MONGREL2_VARIANTS[request.param])
-    stack.variant = request.param
-    try:
-        stack.up(handlers=3)
-        yield stack
-    finally:
+class Stacks:
+    """Brings stacks up; takes each down again and checks that nothing of it is left."""
+
+    def __init__(self):
+        self.live: list[Stack] = []
+
+    def up(self, variant: str, purpose: str, *, processes: int | dict[str, int] = 1,
+           env: dict[str, str] | None = None, extra_files: tuple[str, ...] = ()) -> Stack:
+        """`processes`: app processes, or a number per front door ({"mongrel2": 1, "wsgi": 2})."""
+        chosen = VARIANTS[variant]
+        if isinstance(processes, dict):
+            processes = processes[chosen.front_door]
+        stack = Stack(chosen, purpose, env=env, extra_files=extra_files)
+        self.live.append(stack)
+        stack.up(processes)
+        return stack
+
+    def down(self, stack: Stack) -> None:
+        self.live.remove(stack)
         stack.down()
+        # `down --volumes` must leave no container, network or volume behind.
+        assert stack.container_ids(all_states=True) == [], f"{stack.project}: containers left"
+        assert stack.resources("network") == [], f"{stack.project}: networks left"
+        assert stack.resources("volume") == [], f"{stack.project}: volumes left"
+
+    def down_all(self) -> None:
+        errors = []
+        for stack in list(self.live):
+            try:
+                self.down(stack)
+            except AssertionError as exc:
+                errors.append(str(exc))
+        assert not errors, errors
+
+
+@pytest.fixture(scope="module")
+def stacks(docker_available):
+    factory = Stacks()
+    try:
+        yield factory
+    finally:
+        factory.down_all()
+
+
+@pytest.fixture(scope="module")
+def stack(request, stacks):
+    """The module's stack of variant `request.param`, with the module's STACK options."""
+    options = dict(getattr(request.module, "STACK", {}))
+    made = stacks.up(request.param, **options)
+    yield made
+    stacks.down(made)

@@ -3,6 +3,8 @@
 Runs loadtest/compare.py for a few seconds per variant on two scenarios, then checks
 the report folder: every file, a row per variant and scenario with non-zero,
 failure-free numbers, and no container left behind. Nothing here asserts on speed.
+Two app processes per variant, so the WSGI variant's arithmetic (one container of N
+workers, where Mongrel2 variants run N containers of one process) is exercised.
 """
 
 from __future__ import annotations
@@ -15,22 +17,27 @@ import sys
 
 import pytest
 
+from comparison.variants import VARIANTS as TABLE
 from stack import COMPOSE, ROOT
 
-VARIANTS = ["mongrel2-gevent", "mongrel2-eventlet", "ceiling"]
+VARIANTS = ["mongrel2-gevent", "mongrel2-eventlet", "wsgi-gevent", "ceiling"]
 SCENARIOS = ["plaintext", "json"]
 PREFIX = "m2cmptest"
+HANDLERS = 2
+# The module's fixture runs the whole comparison: more than the e2e default per test.
+pytestmark = pytest.mark.timeout(1500)
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, docker_available):
+    assert all(name in TABLE for name in VARIANTS)
     out = tmp_path_factory.mktemp("compare") / "report"
     env = dict(os.environ, VARIANTS=",".join(VARIANTS), SCENARIOS=",".join(SCENARIOS),
-               DURATION="5", WARMUP="1", USERS="10", SPAWN_RATE="10", HANDLERS="1",
+               DURATION="5", WARMUP="1", USERS="10", SPAWN_RATE="10", HANDLERS=str(HANDLERS),
                LOCUST_WORKERS="1", REPORT_DIR=str(out), COMPARE_PROJECT_PREFIX=PREFIX,
                COMPOSE=" ".join(COMPOSE))
     result = subprocess.run([sys.executable, str(ROOT / "loadtest" / "compare.py")], env=env,
-                            capture_output=True, text=True, timeout=900)
+                            capture_output=True, text=True, timeout=1200)
     print(result.stdout[-6000:], result.stderr[-3000:])
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return out
@@ -61,6 +68,24 @@ def test_a_failure_free_row_per_variant_and_scenario(report):
             assert row["handler_cpu_s_per_1k"] > 0, row
             assert row["generator_cpu_s"] > 0, row
             assert row["peak_mib_per_handler_process"] > 0, row
+            assert row["handlers"] == HANDLERS, row
+
+
+def test_app_processes_are_counted_per_front_door(report):
+    """N handler containers of one process each, or one WSGI container of N workers:
+    the app's CPU and memory are those of the variant's app service, and the memory per
+    process divides a WSGI container's peak by its worker count."""
+    rows = json.loads((report / "results.json").read_text())
+    for row in rows:
+        variant = TABLE[row["variant"]]
+        app = row["peak_mib_by_service"][variant.app_service]
+        assert row["cpu_by_service_s"][variant.app_service] > 0, row
+        if variant.scaled:
+            assert {"mongrel2", "handler"} <= set(row["cpu_by_service_s"]), row
+            assert row["peak_mib_per_handler_process"] == app, row
+        else:
+            assert "mongrel2" not in row["cpu_by_service_s"] and "handler" not in row["cpu_by_service_s"], row
+            assert abs(row["peak_mib_per_handler_process"] - app / HANDLERS) <= 0.08, row  # two roundings to 0.1
     with (report / "results.csv").open() as f:
         assert len(list(csv.DictReader(f))) == len(rows)
 

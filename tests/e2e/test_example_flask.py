@@ -7,68 +7,70 @@ a plain WSGI app over processes like the demo app).
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import requests
 
-from stack import Stack
-
-
-@pytest.fixture(scope="module")
-def flask_stack(docker_available):
-    stack = Stack("example-flask", ["docker-compose.yml", "compose/example-flask.yml"])
-    try:
-        stack.up(handlers=2)
-        yield stack
-    finally:
-        stack.down()
+STACK = {"purpose": "flask", "processes": 2}
+pytestmark = pytest.mark.parametrize("stack", ["example-flask"], indirect=True, scope="module")
+FLASK_404 = (b"<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n"
+             b"<p>The requested URL was not found on the server. If you entered the URL manually please "
+             b"check your spelling and try again.</p>\n")
 
 
-def served_by_mongrel2(response) -> None:
+def served_by_mongrel2(stack, response) -> None:
     assert response.headers["X-Front-Door"] == "mongrel2" and response.headers["X-Hub"] == "gevent"
-    assert response.headers["X-Request-Id"] and response.headers["X-Handler-Id"]
+    assert re.fullmatch("[0-9a-f]{16}", response.headers["X-Request-Id"])
+    assert response.headers["X-Handler-Id"] in {f"{cid[:12]}:1" for cid in stack.app_ids()}
 
 
-def test_flask_routes_answer_through_mongrel2(flask_stack):
-    response = flask_stack.get("/")
+def test_flask_routes_answer_through_mongrel2(stack):
+    response = stack.get("/")
     assert response.status_code == 200 and response.text == "Hello from Flask behind Mongrel2!\n"
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"  # Flask's default
-    served_by_mongrel2(response)
-    item = flask_stack.get("/items/2")
+    served_by_mongrel2(stack, response)
+    item = stack.get("/items/2")
     assert item.status_code == 200 and item.json() == {"id": 2, "name": "gunicorn"}
-    served_by_mongrel2(item)
+    served_by_mongrel2(stack, item)
 
 
-def test_flask_sees_a_proper_wsgi_environ(flask_stack):
-    response = flask_stack.get("/whoami?tag=a&tag=b&x=caf%C3%A9", headers={"User-Agent": "parity/1"},
-                               cookies={"flavour": "oat"})
+def test_flask_sees_a_proper_wsgi_environ(stack):
+    # Plain requests, not the stack's session: no cookie from another test rides along.
+    response = requests.get(stack.url + "/whoami?tag=a&tag=b&x=caf%C3%A9", headers={"User-Agent": "parity/1"},
+                            cookies={"flavour": "oat"}, timeout=10)
     assert response.json() == {"path": "/whoami", "args": {"tag": ["a", "b"], "x": ["caf\u00e9"]},
                                "cookies": {"flavour": "oat"}, "hub": "gevent", "user_agent": "parity/1"}
+    bare = requests.get(stack.url + "/whoami", headers={"User-Agent": "bare/1"}, timeout=10)  # no query, no cookie
+    assert bare.content == (b'{"args":{},"cookies":{},"hub":"gevent","path":"/whoami",'
+                            b'"user_agent":"bare/1"}\n')
 
 
-def test_flask_post_json_and_its_own_errors(flask_stack):
-    created = flask_stack.request("POST", "/items", json={"name": "flask"})
+def test_flask_post_json_and_its_own_errors(stack):
+    created = stack.request("POST", "/items", json={"name": "flask"})
     assert created.status_code == 201 and created.json() == {"id": 3, "name": "flask"}
-    assert flask_stack.request("POST", "/items", json=[1]).status_code == 400
-    missing = flask_stack.get("/items/99")
-    assert missing.status_code == 404 and "Not Found" in missing.text  # Flask's page, not ours
-    served_by_mongrel2(missing)
-    assert flask_stack.request("DELETE", "/items/1").status_code == 405  # Flask's routing
+    assert stack.request("POST", "/items", json=[1]).status_code == 400
+    missing = stack.get("/items/99")
+    assert missing.status_code == 404 and missing.content == FLASK_404  # Flask's page, not ours
+    served_by_mongrel2(stack, missing)
+    assert stack.request("DELETE", "/items/1").status_code == 405  # Flask's routing
 
 
-def test_two_cookies_stay_two_headers(flask_stack):
-    response = flask_stack.get("/login")
+def test_two_cookies_stay_two_headers(stack):
+    response = stack.get("/login")
     assert response.json() == {"logged_in": True}
-    assert set(response.cookies.keys()) == {"session", "theme"}
-    assert response.raw.headers.getlist("Set-Cookie")[0].startswith("session=abc123")
+    assert response.raw.headers.getlist("Set-Cookie") == ["session=abc123; HttpOnly; Path=/; SameSite=Lax",
+                                                          "theme=dark; Path=/"]
 
 
-def test_head_keeps_flasks_content_length(flask_stack):
-    get = flask_stack.get("/items/1")
-    head = flask_stack.request("HEAD", "/items/1")
+def test_head_keeps_flasks_content_length(stack):
+    get = stack.get("/items/1")
+    head = stack.request("HEAD", "/items/1")
     assert head.status_code == 200 and head.content == b""
     assert head.headers["Content-Length"] == get.headers["Content-Length"]
 
 
-def test_mongrel2_still_serves_static_and_spreads_over_both_handlers(flask_stack):
-    assert flask_stack.get("/static/health.txt").status_code == 200
-    ids = {flask_stack.get("/").headers["X-Handler-Id"] for _ in range(20)}
-    assert len(ids) == 2, ids
+def test_mongrel2_still_serves_static_and_spreads_over_both_handlers(stack):
+    assert stack.get("/static/health.txt").status_code == 200
+    ids = {stack.get("/").headers["X-Handler-Id"] for _ in range(20)}
+    assert ids == {f"{cid[:12]}:1" for cid in stack.app_ids()} and len(ids) == 2, ids

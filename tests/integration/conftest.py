@@ -1,11 +1,19 @@
-"""Process-level integration: the real mongrel2 binary and real handler processes on loopback."""
+"""Process-level integration: the real mongrel2 binary and real handler processes on loopback.
+
+Every test that needs a handler runs once per hub (the `hub` fixture), so each hub's
+result is its own test.
+"""
 
 import pytest
 
-from processes import HandlerProcess, Mongrel2
+from processes import HUBS, HandlerProcess, Mongrel2
 from support import require
 
-HUBS = ["gevent", "eventlet"]
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "mongrel2" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.mongrel2)
 
 
 @pytest.fixture(scope="session")
@@ -18,9 +26,27 @@ def mongrel2(tmp_path_factory):
 
 
 @pytest.fixture(params=HUBS)
-def handler(request, mongrel2, tmp_path):
-    process = HandlerProcess(request.param, mongrel2, tmp_path)
-    process.wait_connected()
-    process.hub = request.param
-    yield process
-    process.stop()
+def hub(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def start_handler(mongrel2, hub, tmp_path):
+    """Start a handler on this test's hub behind the shared mongrel2 (extra env as keywords),
+    connected; every one is stopped after the test."""
+    started: list[HandlerProcess] = []
+
+    def start(**env: str) -> HandlerProcess:
+        process = HandlerProcess(hub, mongrel2, tmp_path, **env)
+        started.append(process)
+        process.wait_connected()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def handler(start_handler):
+    return start_handler()

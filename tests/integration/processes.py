@@ -1,19 +1,28 @@
-"""The real mongrel2 (via its container entrypoint) and real handler processes, on loopback."""
+"""The real mongrel2 (via its container entrypoint), real handler processes and a real
+Gunicorn, on loopback."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from support import free_port, wait_until
+from support import Metrics, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 HUBS = ["gevent", "eventlet"]
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def scrape(port: int) -> Metrics:
+    return Metrics(_NO_PROXY.open(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
 
 
 class Mongrel2:
@@ -24,7 +33,7 @@ class Mongrel2:
         self.url = f"http://127.0.0.1:{self.port}"
         self.requests_endpoint = f"tcp://127.0.0.1:{self.requests_port}"
         self.responses_endpoint = f"tcp://127.0.0.1:{self.responses_port}"
-        self.log = open(tmp / "mongrel2.log", "wb")
+        self.log = open(tmp / "mongrel2.log", "wb")  # noqa: SIM115 (open while it runs; closed in stop)
         env = dict(os.environ, M2_PORT=str(self.port), M2_BIND_ADDR="127.0.0.1",
                    M2_REQUESTS_SPEC=self.requests_endpoint, M2_RESPONSES_SPEC=self.responses_endpoint,
                    M2_RUN_DIR=str(tmp / "m2run"), M2_STATIC_DIR=str(ROOT / "mongrel2" / "static"),
@@ -45,20 +54,30 @@ class Mongrel2:
 
 
 class HandlerProcess:
+    """`python -m m2stack.run_<hub>`, its metrics on a port of its own."""
+
     def __init__(self, hub: str, mongrel2: Mongrel2 | None, tmp: Path, *,
                  requests_endpoint: str | None = None, responses_endpoint: str | None = None,
                  **extra_env: str):
+        self.hub = hub
         self.heartbeat = tmp / f"heartbeat-{hub}-{time.monotonic_ns()}"
-        self.log_path = tmp / f"handler-{hub}.log"
-        self.log = open(self.log_path, "wb")
+        self.log_path = tmp / f"handler-{hub}-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.metrics_port = free_port()
         env = dict(os.environ,
                    M2_REQUESTS_ENDPOINT=requests_endpoint or mongrel2.requests_endpoint,
                    M2_RESPONSES_ENDPOINT=responses_endpoint or mongrel2.responses_endpoint,
                    HANDLER_HEARTBEAT_FILE=str(self.heartbeat), HANDLER_HEARTBEAT_INTERVAL="0.5",
-                   PYTHONPATH=str(ROOT / "services"))
-        env.update({"METRICS_PORT": "0", **extra_env})
+                   METRICS_PORT=str(self.metrics_port),
+                   # the package, and this folder for the test's own WSGI apps (APP=...)
+                   PYTHONPATH=os.pathsep.join([str(ROOT / "services"), str(HERE)]))
+        env.update(extra_env)
         self.process = subprocess.Popen([sys.executable, "-m", f"m2stack.run_{hub}"],
                                         env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    @property
+    def handler_id(self) -> str:
+        return f"{socket.gethostname()}:{self.process.pid}"
 
     def wait_connected(self, timeout: float = 15, tick=lambda: None) -> None:
         """`tick` lets a test's own bound sockets process their commands meanwhile."""
@@ -66,9 +85,18 @@ class HandlerProcess:
                    timeout, "the handler to connect")
         assert self.process.poll() is None, self.output()
 
+    def metrics(self) -> Metrics:
+        return scrape(self.metrics_port)
+
+    def in_flight(self) -> float:
+        return self.metrics().value("m2stack_in_flight_requests")
+
     def output(self) -> str:
         self.log.flush()
         return self.log_path.read_text(errors="replace")
+
+    def log_entries(self) -> list[dict]:
+        return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
 
     def terminate(self, timeout: float = 15) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -81,3 +109,50 @@ class HandlerProcess:
         self.log.close()
 
 
+class Gunicorn:
+    """The WSGI image's command line (services/gunicorn.conf.py, m2stack.run_wsgi), on loopback."""
+
+    def __init__(self, tmp: Path, *, workers: int, **extra_env: str):
+        self.port, self.metrics_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp / f"gunicorn-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        multiproc = tmp / f"prometheus-{time.monotonic_ns()}"
+        env = dict(os.environ, PORT=str(self.port), WEB_CONCURRENCY=str(workers),
+                   GUNICORN_WORKER_CLASS="gevent", METRICS_PORT=str(self.metrics_port),
+                   PROMETHEUS_MULTIPROC_DIR=str(multiproc),
+                   PYTHONPATH=os.pathsep.join([str(ROOT / "services"), str(HERE)]))
+        env.update(extra_env)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "services" / "gunicorn.conf.py"),
+             "m2stack.run_wsgi:application"],
+            cwd=tmp, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)  # its own process group: workers and metrics child go with it
+        try:
+            wait_until(lambda: self.process.poll() is not None or
+                       _NO_PROXY.open(self.url + "/healthz", timeout=1).status == 200,
+                       30, "gunicorn to answer /healthz")
+            wait_until(lambda: self.process.poll() is not None or scrape(self.metrics_port), 15,
+                       "the master's metrics server")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.output()[-3000:]}") from None
+        assert self.process.poll() is None, self.output()[-3000:]
+
+    def metrics(self) -> Metrics:
+        return scrape(self.metrics_port)
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 20) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # the group we started: master, workers, metrics
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+        self.log.close()

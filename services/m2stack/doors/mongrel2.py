@@ -24,6 +24,7 @@ import msgspec
 from m2stack import logs, metrics
 from m2stack.app import App, DeadlineExceeded, HTTPError, Request, Response, error_response
 from m2stack.doors.fronts import IDLE_WAKEUP, Front, Fronts
+from m2stack.doors.mongrel2_websocket import WebSockets
 from m2stack.hubs import Hub
 from m2stack.protocol import http
 from m2stack.protocol import mongrel2 as protocol
@@ -34,6 +35,8 @@ log = logging.getLogger("m2stack.doors.mongrel2")
 # Headers decoded in C when mongrel2 sends them as JSON (its default here); what msgspec
 # refuses (control characters, bytes that are not UTF-8) the pure parser handles.
 _decode_headers = msgspec.json.Decoder(dict[str, str | list[str]]).decode
+# Messages that are not HTTP requests: control notices and WebSocket messages.
+_NOT_HTTP = frozenset({"JSON", "WEBSOCKET_HANDSHAKE", "WEBSOCKET"})
 
 def _headers_for_app(raw: dict[str, str | list[str]]) -> dict[str, str]:
     """Client headers only (mongrel2's are upper-case), repeated ones joined per RFC 9110."""
@@ -91,6 +94,7 @@ class Mongrel2Door:
         wanted = settings.access_log and logging.getLogger("m2stack.access").isEnabledFor(logging.INFO)
         self.access_log = logs.AccessLog() if wanted else None
         self.served = 0
+        self.websockets = WebSockets(self, app)
 
     # -- one request -------------------------------------------------------------
 
@@ -103,8 +107,10 @@ class Mongrel2Door:
         except protocol.ProtocolError as exc:
             log.warning("dropped malformed message", extra={"error": str(exc), "size": len(raw)})
             return
-        if message.is_control:
-            return  # e.g. {"type": "disconnect"}: nothing is waiting for an answer
+        method = message.headers["METHOD"]  # a str: parse_request checked
+        if method in _NOT_HTTP:
+            self.handle_other(message, method, front)
+            return
         request = build_request(message)
         started = time.perf_counter()
         response = self.handle_in_time(request, started)
@@ -127,6 +133,14 @@ class Mongrel2Door:
                 "request_id": request.request_id, "conn_id": message.conn_id.decode(),
                 "method": request.method, "path": request.path[:200], "status": response.status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+
+    def handle_other(self, message: protocol.Mongrel2Request, method: str, front: Front) -> None:
+        """Mongrel2's control notices (JSON) and WebSocket messages (doors/mongrel2_websocket.py)."""
+        if method == "JSON":
+            if message.is_disconnect:
+                self.websockets.disconnected(message)
+            return  # nothing is waiting for an answer
+        self.websockets.handle(message, method, front, build_request(message))
 
     def handle_in_time(self, request: Request, started: float) -> Response:
         """`app.handle`, registered with the deadline watchdog while it runs."""
@@ -178,6 +192,8 @@ class Mongrel2Door:
             self.hub.spawn_background(self.watch_deadlines)
         if self.access_log is not None:
             self.hub.spawn_background(self.flush_access_log)
+        if self.settings.websocket_keepalive and self.websockets.endpoints:
+            self.hub.spawn_background(self.websockets.keep_alive)
         while not self.stopping:
             self.hub.sleep(IDLE_WAKEUP)
         return self.shutdown()
@@ -185,6 +201,7 @@ class Mongrel2Door:
     def shutdown(self) -> int:
         log.info("stopping: disconnecting from mongrel2", extra={"in_flight": self.hub.in_flight(self.pool)})
         self.fronts.stop_pulling()
+        self.websockets.going_away()
         # Whatever reached our queue before the disconnect is still ours to answer.
         deadline = time.monotonic() + self.settings.shutdown_grace
         quiet_since = time.monotonic()

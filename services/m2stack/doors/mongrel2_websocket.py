@@ -1,0 +1,221 @@
+"""WebSockets through Mongrel2 1.12: its WEBSOCKET_HANDSHAKE and WEBSOCKET messages.
+
+What mongrel2 does (src/connection.c of 1.12.2, `connection_http_to_handler` and
+`Connection_read_wspacket`): it recognises the handshake, computes Sec-WebSocket-Accept
+and sends it as the body of a `WEBSOCKET_HANDSHAKE` message; it writes nothing to the
+client. Then it reads frames itself: it closes the TCP connection, with no close frame, on
+an unmasked frame, a fragmented or over-long control frame or a misplaced continuation
+(`WS_validate_packet`, src/websocket.h); it unmasks, joins the fragments of a message in
+memory (with no size limit: `MAX_WS_LENGTH` is defined and never used), and sends one
+`WEBSOCKET` message per data message or control frame, the first frame's header byte in
+the `FLAGS` header (FIN set) and the payload as the body. It answers no ping and no close.
+
+So here: the 101, pongs, the close handshake, and every check mongrel2 leaves out
+(reserved bits and opcodes: 1002; UTF-8 of text: 1007; the endpoint's size limit: 1009),
+then the endpoint's events (m2stack.app.websocket). Any handler can write to any
+connection of a front it is connected to: replies go out on the XPUB of the front the
+message came from.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from m2stack.app import App, Request, error_response
+from m2stack.app.websocket import WebSocketConnection, WebSocketEndpoint, is_websocket_endpoint
+from m2stack.protocol import http, tnetstring
+from m2stack.protocol import mongrel2 as protocol
+from m2stack.protocol import websocket as ws
+
+if TYPE_CHECKING:
+    from m2stack.doors.fronts import Front
+    from m2stack.doors.mongrel2 import Mongrel2Door
+
+log = logging.getLogger("m2stack.doors.websocket")
+
+
+_KEEPALIVE_BODY = tnetstring.dumps([b"ctl", {"keep-alive": True}])
+
+
+def keepalive_message(sender: bytes, conn_id: bytes) -> bytes:
+    """Mongrel2's extended reply: one target (a second one would not be processed)."""
+    target = b"X " + conn_id
+    return b"%b %d:%b, %b" % (sender, len(target), target, _KEEPALIVE_BODY)
+
+
+class Mongrel2WebSocket(WebSocketConnection):
+    """One client connection, written to through the front its message came from."""
+
+    __slots__ = ("door", "front", "sender", "conn_id", "key", "request", "closed")
+
+    def __init__(self, door: Mongrel2Door, front: Front, sender: bytes, conn_id: bytes,
+                 request: Request | None):
+        self.door, self.front, self.sender, self.conn_id = door, front, sender, conn_id
+        self.key = f"{sender.decode('ascii', 'replace')}:{conn_id.decode('ascii')}"
+        self.request = request
+        self.closed = False
+
+    def write(self, wire: bytes) -> bool:
+        if self.closed or self.front.closed:
+            return False
+        try:
+            for frame in protocol.frame_response(self.sender, (self.conn_id,), wire):
+                self.door.hub.send(self.front.responses, frame)
+        except self.door.hub.zmq.ZMQError:
+            return False
+        return True
+
+    def send_text(self, text: str) -> bool:
+        return self.write(ws.build_frame(ws.TEXT, text.encode("utf-8")))
+
+    def send_binary(self, data: bytes) -> bool:
+        return self.write(ws.build_frame(ws.BINARY, bytes(data)))
+
+    def send_many(self, messages: list[str | bytes]) -> bool:
+        return self.write(b"".join(
+            ws.build_frame(ws.TEXT, m.encode("utf-8")) if isinstance(m, str) else ws.build_frame(ws.BINARY, m)
+            for m in messages))
+
+    def close(self, code: int = ws.NORMAL, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.write(ws.close_frame(code, reason[:100]))
+        self.write(b"")  # an empty body: mongrel2 closes the connection
+        self.closed = True
+
+
+class WebSockets:
+    """The WebSocket part of one Mongrel2 door."""
+
+    def __init__(self, door: Mongrel2Door, app: App):
+        self.door = door
+        self.app = app
+        self.endpoints = [route.endpoint for route in app.routes.routes
+                          if is_websocket_endpoint(route.endpoint)]
+        self.owned: dict[str, Mongrel2WebSocket] = {}  # the handshakes this process answered
+        self.opened = self.messages = self.refused = 0
+
+    def endpoint_for(self, path: str) -> type[WebSocketEndpoint] | None:
+        found = self.app.resolve(path)
+        if found is None or not is_websocket_endpoint(found[0].endpoint):
+            return None
+        endpoint: type[WebSocketEndpoint] = found[0].endpoint  # type: ignore[assignment]
+        return endpoint
+
+    def handle(self, message: protocol.Mongrel2Request, method: str, front: Front,
+               request: Request) -> None:
+        if method == "WEBSOCKET":
+            self.frame(message, front, request)
+        else:
+            self.handshake(message, front, request)
+
+    def handshake(self, message: protocol.Mongrel2Request, front: Front, request: Request) -> None:
+        connection = Mongrel2WebSocket(self.door, front, message.sender, message.conn_id, request)
+        endpoint = self.endpoint_for(request.path) if request.error is None else None
+        key = request.headers.get("sec-websocket-key", "")
+        version = request.headers.get("sec-websocket-version", "")
+        problem = None
+        if endpoint is None:
+            problem = error_response(404, "no WebSocket endpoint at this path", request.request_id,
+                                     details={"path": request.path[:200]})
+        elif version.strip() != "13" or not ws.valid_client_key(key):
+            problem = error_response(400, "bad WebSocket handshake", request.request_id,
+                                     details={"sec-websocket-version": version[:20]},
+                                     headers=[("Sec-WebSocket-Version", "13")])
+        if problem is not None:
+            problem.headers.append(("Connection", "close"))
+            response = self.app.finish(request, problem)
+            connection.write(http.render_http_response(response.status, response.reason,
+                                                       response.headers, response.body))
+            connection.write(b"")
+            return
+        accept = ws.accept_key(key)
+        if message.body.strip() != accept.encode("ascii"):
+            log.warning("mongrel2's accept key differs from ours",
+                        extra={"theirs": message.body[:60].decode("ascii", "replace"), "ours": accept})
+        connection.write(ws.handshake_response(accept, [("X-Handler-Id", self.app.handler_id)]))
+        self.owned[connection.key] = connection
+        self.opened += 1
+        assert endpoint is not None
+        self.run(connection, endpoint(self.app, request, connection).on_open)
+
+    def frame(self, message: protocol.Mongrel2Request, front: Front, request: Request) -> None:
+        connection = self.owned.get(f"{message.sender.decode('ascii', 'replace')}:"
+                                    f"{message.conn_id.decode('ascii')}")
+        if connection is None:
+            connection = Mongrel2WebSocket(self.door, front, message.sender, message.conn_id, request)
+        endpoint = self.endpoint_for(request.path)
+        if endpoint is None:  # a frame for a path that has no endpoint: never answered with a 101
+            connection.close(ws.POLICY_VIOLATION, "no WebSocket endpoint here")
+            return
+        flags = message.headers.get("FLAGS", "")
+        try:
+            event = ws.message_from_mongrel2(ws.parse_flags(flags if isinstance(flags, str) else ""),
+                                             message.body, max_message=endpoint.max_message)
+        except ws.WebSocketError as exc:
+            self.refused += 1
+            log.info("refused a WebSocket frame", extra={"conn_id": message.conn_id.decode(),
+                                                         "code": exc.code, "error": str(exc)})
+            connection.close(exc.code, str(exc))
+            self.forget(connection.key)
+            return
+        self.messages += 1
+        opcode = event.opcode
+        if opcode == ws.PING:
+            connection.write(ws.build_frame(ws.PONG, bytes(event.data)))  # type: ignore[arg-type]
+        elif opcode == ws.PONG:
+            pass
+        elif opcode == ws.CLOSE:
+            self.run(connection, endpoint(self.app, request, connection).on_close, event.code, event.reason)
+            connection.close(event.code if event.code != ws.NO_STATUS else ws.NORMAL)
+            self.forget(connection.key)
+        else:
+            self.run(connection, endpoint(self.app, request, connection).on_message, event.data)
+
+    def disconnected(self, message: protocol.Mongrel2Request) -> None:
+        """Mongrel2's disconnect notice: for any connection, at any handler, maybe twice."""
+        key = f"{message.sender.decode('ascii', 'replace')}:{message.conn_id.decode('ascii')}"
+        self.forget(key)
+        for endpoint in self.endpoints:
+            try:
+                endpoint.on_disconnect(self.app, key)
+            except Exception:
+                log.exception("error in on_disconnect", extra={"endpoint": endpoint.__name__})
+
+    def forget(self, key: str) -> None:
+        connection = self.owned.pop(key, None)
+        if connection is not None:
+            connection.closed = True
+
+    def run(self, connection: Mongrel2WebSocket, event: Any, *args: Any) -> None:
+        """One endpoint event; an error in it closes the connection with 1011."""
+        try:
+            event(*args)
+        except Exception:
+            log.exception("error in a WebSocket endpoint", extra={"conn_id": connection.conn_id.decode()})
+            connection.close(ws.INTERNAL_ERROR, "internal error")
+            self.forget(connection.key)
+
+    def keep_alive(self) -> None:
+        """A greenlet: every HANDLER_WS_KEEPALIVE seconds, an extended control message
+        (`X` before the id, body `["ctl", {"keep-alive": true}]`, src/handler_parser.rl and
+        handler.c `handler_process_control_request`) per owned connection, which refreshes
+        the connection's idle clock in mongrel2 the way a client read does."""
+        interval = self.door.settings.websocket_keepalive
+        while not self.door.stopping:
+            self.door.hub.sleep(interval)
+            for connection in list(self.owned.values()):
+                if connection.front.closed:
+                    continue
+                try:
+                    self.door.hub.send(connection.front.responses, keepalive_message(
+                        connection.sender, connection.conn_id))
+                except self.door.hub.zmq.ZMQError:
+                    pass
+
+    def going_away(self) -> None:
+        """At shutdown: a close frame (1001) to every client this process owns."""
+        for connection in list(self.owned.values()):
+            connection.close(ws.GOING_AWAY, "server shutting down")
+        self.owned.clear()

@@ -1,0 +1,136 @@
+"""The generated stack file agrees with the compose files (no swarm needed).
+
+One source of truth: docker-compose.yml (+ the hub overlay). The stack file is generated
+from it (compose/swarm.yml adds only what a swarm needs; scripts/swarm_stack.py converts),
+and these tests hold the two to the same services, images, environment, limits and
+lock-down, with the documented differences only (swarmlib.SWARM_ENV, no *PASSWORD).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from comparison.variants import VARIANTS
+from support import missing
+from swarmlib import COMPOSE, ROOT, from_compose, from_stack_file, run
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import swarm_stack  # noqa: E402
+
+HUBS = ["gevent", "eventlet"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compose_v2():
+    try:
+        version = subprocess.run([*COMPOSE, "version", "--short"], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        version = ""
+    if not version or version.startswith("1."):
+        missing(f"COMPOSE={' '.join(COMPOSE)!r} is not Compose v2 (make compose-v2)")
+
+
+def env(**extra: str) -> dict[str, str]:
+    # A DB_PASSWORD in the environment (as `make env` puts in .env) must not reach the stack.
+    return dict(os.environ, DB_PASSWORD="must-not-leak", FRONTS="2", HANDLERS="3", SWARM_STACK="m2check", **extra)
+
+
+def configs(hub: str, **extra: str) -> tuple[dict, dict]:
+    files = VARIANTS[f"mongrel2-{hub}"].files
+    args = [arg for f in files for arg in ("-f", f)]
+    base = json.loads(run(*COMPOSE, "-p", "m2check", *args, "config", "--format", "json", env=env(**extra)).stdout)
+    merged = json.loads(run(*COMPOSE, "-p", "m2check", *args, "-f", "compose/swarm.yml", "config", "--format",
+                            "json", env=env(**extra)).stdout)
+    return base, merged
+
+
+@pytest.mark.parametrize("hub", HUBS)
+def test_stack_file_agrees_with_compose_file(hub):
+    base, merged = configs(hub)
+    stack = swarm_stack.convert(merged)
+    assert set(stack["services"]) == set(base["services"]) == {"db", "mongrel2", "handler"}
+    expected, generated = from_compose(base), from_stack_file(stack)
+    for name in base["services"]:
+        assert generated[name] == expected[name], name
+    assert stack["services"]["handler"]["image"] == f"m2stack/handler:{hub}"
+    # Limits really are there (not only equal because both are missing).
+    assert all(spec.cpus and spec.memory and spec.pids for spec in generated.values())
+    assert all(spec.read_only and spec.cap_drop == ("ALL",) for spec in generated.values())
+
+
+def test_interpolated_settings_reach_the_stack():
+    base, merged = configs("gevent", HANDLER_CPUS="0.5", M2_IDLE_TIMEOUT="8")
+    stack = swarm_stack.convert(merged)
+    assert stack["services"]["handler"]["deploy"]["resources"]["limits"]["cpus"] == "0.5"
+    assert stack["services"]["mongrel2"]["environment"]["M2_IDLE_TIMEOUT"] == "8"
+    assert stack["services"]["handler"]["deploy"]["replicas"] == 3
+    assert stack["services"]["mongrel2"]["deploy"]["replicas"] == 2
+
+
+def test_swarm_specifics():
+    _, merged = configs("gevent")
+    stack = swarm_stack.convert(merged)
+    text = json.dumps(stack)
+    assert "must-not-leak" not in text and '"DB_PASSWORD"' not in text
+    assert stack["version"] == "3.9"   # Docker CLI < 23 refuses a file without one
+    services = stack["services"]
+    assert all(s["deploy"]["endpoint_mode"] == "dnsrr" for s in services.values())
+    assert all(s["deploy"]["restart_policy"] == {"condition": "any"} for s in services.values())
+    assert services["db"]["deploy"]["placement"]["constraints"] == ["node.labels.m2stack.db == true"]
+    assert {s["source"] for s in services["db"]["secrets"]} == {"db_password"}
+    assert stack["secrets"]["db_password"] == {"name": "m2check_db_password", "external": True}
+    assert stack["networks"]["back"] == {"driver": "overlay", "internal": True, "driver_opts": {"encrypted": "true"}}
+    assert stack["networks"]["front"] == {"driver": "overlay", "attachable": True}
+    assert {"type": "tmpfs", "target": "/dev/shm", "tmpfs": {"size": 128 * 2**20}} in services["db"]["volumes"]
+    assert "build" not in text and "depends_on" not in text and "security_opt" not in text
+
+
+@pytest.mark.parametrize("publish", ["host", "random", "ingress"])
+def test_publishing(publish):
+    _, merged = configs("gevent")
+    mongrel2 = swarm_stack.convert(merged, publish=publish)["services"]["mongrel2"]
+    port = mongrel2["ports"][0]
+    assert port["target"] == 6767
+    if publish == "host":
+        assert port == {"target": 6767, "protocol": "tcp", "published": 6767, "mode": "host"}
+        assert mongrel2["deploy"]["placement"]["max_replicas_per_node"] == 1
+    elif publish == "random":
+        assert port == {"target": 6767, "protocol": "tcp", "mode": "host"}
+    else:
+        assert port["mode"] == "ingress" and mongrel2["deploy"]["endpoint_mode"] == "vip"
+
+
+def test_registry_prefix():
+    _, merged = configs("eventlet")
+    stack = swarm_stack.convert(merged, registry="127.0.0.1:5000")
+    assert {s["image"] for s in stack["services"].values()} == {
+        "127.0.0.1:5000/m2stack/postgres:latest", "127.0.0.1:5000/m2stack/mongrel2:latest",
+        "127.0.0.1:5000/m2stack/handler:eventlet"}
+
+
+def test_unknown_keys_stop_the_converter():
+    with pytest.raises(swarm_stack.ConversionError, match="privileged"):
+        swarm_stack.convert({"services": {"x": {"image": "i", "privileged": True}}})
+
+
+def test_dockers_own_loader_takes_it_whole(tmp_path):
+    """`docker stack config` is the loader `docker stack deploy` uses: it must accept the
+    file and ignore nothing (it silently drops service-level tmpfs; warns on the rest)."""
+    if subprocess.run(["docker", "stack", "config", "--help"], capture_output=True).returncode != 0:
+        pytest.skip("this Docker CLI has no `docker stack config` (older than 25): deploying is the check")
+    _, merged = configs("gevent")
+    path = tmp_path / "stack.json"
+    stack = swarm_stack.convert(merged)
+    path.write_text(json.dumps(stack))
+    tmpfs = sum(v["type"] == "tmpfs" for s in stack["services"].values() for v in s["volumes"])
+    result = subprocess.run(["docker", "stack", "config", "-c", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Ignoring" not in result.stderr + result.stdout, result.stderr
+    # Every tmpfs mount survived the loader: read_only roots need them.
+    assert tmpfs == 5 and result.stdout.count("type: tmpfs") == tmpfs, result.stdout
+    assert result.stdout.count("pids:") == 3
