@@ -20,8 +20,9 @@ from support import free_port, require
 HUBS = [name for name in MONGREL2 if name in ("mongrel2-gevent", "mongrel2-eventlet")]
 TLS12_AEAD = ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
               "ECDHE-ECDSA-CHACHA20-POLY1305")
-# Per-response headers that differ between any two requests.
-VARYING = {"date", "x-request-id", "x-handler-id"}
+# Per-response headers that differ between any two requests, and HSTS, which belongs on
+# HTTPS answers only.
+VARYING = {"date", "x-request-id", "x-handler-id", "strict-transport-security"}
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,14 @@ def test_https_answers_as_http(tls_stack, host):
         same_answer(http, https)
         assert https.headers["X-Front-Door"] == "mongrel2"
         assert https.headers["X-Hub"] == tls_stack.hub
+
+
+def test_the_app_sees_https_and_sends_hsts_only_then(tls_stack):
+    """Mongrel2 reports URL_SCHEME=https for TLS connections; the app adds HSTS only then."""
+    https = tls_stack.https.get(f"https://localhost:{tls_stack.tls_port}/json", timeout=10, verify=tls_stack.ca)
+    http = tls_stack.get("/json")
+    assert https.headers["Strict-Transport-Security"] == "max-age=63072000"
+    assert "Strict-Transport-Security" not in http.headers
 
 
 def test_https_keeps_connections_alive(tls_stack):

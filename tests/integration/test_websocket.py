@@ -22,7 +22,7 @@ from websockets.sync.client import connect
 
 from m2stack.protocol import websocket as ws
 from processes import ROOT  # noqa: F401 (the package path comes with it)
-from support import free_port
+from support import free_port, require
 
 KEY = b"\x01\x02\x03\x04"
 CHAT_CLIENTS = 200  # the issue's figure: 200 concurrent clients across 2 handlers
@@ -87,6 +87,19 @@ def test_a_one_megabyte_fragmented_message(mongrel2, handler):
         assert client.recv(30) == text
 
 
+def test_a_burst_of_1000_messages_is_echoed_whole_by_two_handlers(mongrel2, start_handler):
+    """Without coalescing, mongrel2 dropped the client after 2 to 60 replies of a 50-message
+    burst (16 undelivered writes per connection, src/connection.h:47)."""
+    start_handler()
+    start_handler()
+    sent = [f"m{i}" for i in range(1000)]
+    with open_ws(mongrel2) as client:
+        for text in sent:
+            client.send(text)
+        got = [client.recv(10) for _ in sent]
+    assert sorted(got) == sorted(sent)  # round-robin over handlers: each handler's replies in order
+
+
 def test_ping_pong_and_the_close_handshake(mongrel2, handler):
     with open_ws(mongrel2) as client:
         assert client.ping(b"are you there").wait(5)
@@ -122,6 +135,16 @@ def test_an_unmasked_frame_is_dropped_by_mongrel2_itself(mongrel2, handler):
         assert again.recv(5) == "still here"
 
 
+def test_a_client_that_only_listens_outlives_mongrel2s_idle_timeout(mongrel2, start_handler):
+    """mongrel2's reaper counts only client reads (src/register.c:310, Register_ping): the
+    owner's keep-alive notes (HANDLER_WS_KEEPALIVE) keep a silent client connected."""
+    start_handler(HANDLER_WS_KEEPALIVE="1")
+    with open_ws(mongrel2, ping_interval=None) as client:
+        time.sleep(mongrel2.IDLE_TIMEOUT + 3)  # past the reaper's worst case (min_ping + 2 ticks)
+        client.send("still open")
+        assert client.recv(5) == "still open"
+
+
 def test_a_handshake_for_a_path_with_no_websocket_endpoint(mongrel2, handler):
     with pytest.raises(InvalidStatus) as caught:
         open_ws(mongrel2, "/ws/nothing-here")
@@ -145,8 +168,8 @@ def test_a_plain_get_of_a_websocket_endpoint_is_400_json(mongrel2, handler):
 def postgres():
     """A throwaway PostgreSQL server on loopback (initdb + pg_ctl), as the `postgres` user
     when run as root; skipped where the server binaries are not installed."""
-    if not shutil.which("initdb") or not shutil.which("pg_ctl"):
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    require("initdb", "the chat fans out through PostgreSQL LISTEN/NOTIFY (Debian's postgresql-15)")
+    require("pg_ctl", "the chat test starts a throwaway PostgreSQL server")
     # Not under pytest's tmp (mode 700 to its owner): the server may run as another user.
     home = Path(tempfile.mkdtemp(prefix="m2stack-pg-"))
     home.chmod(0o777)

@@ -192,3 +192,10 @@ def test_query_arguments_repeat_and_blank():
     request = Request.from_raw("GET", b"/", b"a=1&a=2&b=&c=%C3%A9", {}, b"")
     assert request.query == {"a": ["1", "2"], "b": [""], "c": ["é"]}
     assert request.argument("a") == "2" and request.argument("missing", "d") == "d"
+
+
+def test_hsts_only_over_tls():
+    plain = app.handle(Request.from_raw("GET", b"/items/1", b"", {}, b""))
+    secure = app.handle(Request.from_raw("GET", b"/items/1", b"", {}, b"", scheme="https"))
+    assert "Strict-Transport-Security" not in dict(plain.headers)
+    assert dict(secure.headers)["Strict-Transport-Security"] == "max-age=63072000"

@@ -132,3 +132,17 @@ def test_content_length_only_when_there_is_a_body():
     hosted.handle(mongrel2_request("POST", "/x", body=b"abc", headers={"content-length": "3"}))
     hosted.handle(mongrel2_request("POST", "/x", headers={"content-length": "0"}))
     assert seen == [None, "3", "0"]
+
+
+def test_the_wsgi_app_sees_the_scheme_mongrel2_reports():
+    seen = []
+
+    def app_(environ, start_response):
+        seen.append((environ["wsgi.url_scheme"], environ["SERVER_PORT"]))
+        start_response("204 No Content", [])
+        return []
+
+    hosted = HostedWSGIApp(validator(app_))
+    hosted.handle(mongrel2_request("GET", "/x", headers={"host": "example.test", "URL_SCHEME": "https"}))
+    hosted.handle(mongrel2_request("GET", "/x", headers={"host": "example.test", "URL_SCHEME": "http"}))
+    assert seen == [("https", "443"), ("http", "80")]

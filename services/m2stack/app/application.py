@@ -37,6 +37,7 @@ class App:
         self.front_door = front_door
         self.handler_id = handler_id or f"{socket.gethostname()}:{os.getpid()}"
         self.state = SimpleNamespace()
+        self.hsts_max_age = 63_072_000  # two years, as browsers' preload lists expect; 0: none
 
     def route(self, pattern: str) -> Callable[[type[Endpoint]], type[Endpoint]]:
         """`@app.route(...)`: the same decorator as `Router.route`, on this app's routes."""
@@ -92,6 +93,9 @@ class App:
         headers.append(("X-Handler-Id", self.handler_id))
         headers.append(("X-Hub", self.hub_name))
         headers.append(("X-Front-Door", self.front_door))
+        if request.scheme == "https" and self.hsts_max_age:
+            # Only over TLS: a browser must learn "HTTPS only" from an answer it can trust.
+            headers.append(("Strict-Transport-Security", f"max-age={self.hsts_max_age}"))
         if request.method == "HEAD":
             response.body = b""
         return response

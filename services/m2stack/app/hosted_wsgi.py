@@ -27,7 +27,7 @@ def environ_for(request: Request, hub_name: str) -> dict[str, Any]:
     host = request.headers.get("host", "")
     name, colon, port = host.rpartition(":")
     if not (colon and port.isdigit()):  # no port, or an IPv6 literal without one
-        name, port = host, "80"
+        name, port = host, "443" if request.scheme == "https" else "80"
     environ: dict[str, Any] = {
         "REQUEST_METHOD": request.method,
         "SCRIPT_NAME": "",
@@ -42,7 +42,7 @@ def environ_for(request: Request, hub_name: str) -> dict[str, Any]:
         "SERVER_PROTOCOL": request.version,
         "REMOTE_ADDR": request.remote_addr,
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
+        "wsgi.url_scheme": request.scheme,
         "wsgi.input": io.BytesIO(request.body),
         "wsgi.input_terminated": True,
         "wsgi.errors": sys.stderr,

@@ -52,11 +52,11 @@ class Request:
     """One HTTP request, as every front door hands it to the app."""
 
     __slots__ = ("method", "path", "query", "headers", "body", "version",
-                 "remote_addr", "request_id", "error", "_cookies")
+                 "remote_addr", "scheme", "request_id", "error", "_cookies")
 
     def __init__(self, method: str, path: str, query: dict[str, list[str]],
                  headers: dict[str, str], body: bytes, *, version: str = "HTTP/1.1",
-                 remote_addr: str = "", request_id: str = ""):
+                 remote_addr: str = "", scheme: str = "http", request_id: str = ""):
         self.method = method
         self.path = path
         self.query = query
@@ -64,6 +64,7 @@ class Request:
         self.body = body
         self.version = version
         self.remote_addr = remote_addr
+        self.scheme = scheme  # "https" when the client reached the front door over TLS
         self.request_id = request_id or new_request_id(headers.get("x-request-id"))
         self.error: HTTPError | None = None  # set when the wire form could not be decoded
         self._cookies: dict[str, str] | None = None

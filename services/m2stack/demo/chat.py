@@ -63,6 +63,7 @@ class Room:
         self.members: dict[str, WebSocketConnection] = {}
         self.everywhere: set[str] = set()
         self._listening = False
+        self._starting = hub.make_semaphore(1)
 
     # -- publishing (any handler) ---------------------------------------------------------
 
@@ -93,14 +94,20 @@ class Room:
         """Start the LISTEN greenlet once, lazily (after fork and monkey-patching)."""
         if self._listening:
             return
-        self._listening = True
-        conn = self.pool._connect()  # a connection of its own, never back to the pool
-        conn.cursor().execute(f"LISTEN {CHANNEL}")
-        spawn = getattr(self.hub, "spawn_background", None)
-        if spawn is not None:
-            spawn(self._receive, conn)
-        else:
-            threading.Thread(target=self._receive, args=(conn,), daemon=True).start()
+        self._starting.acquire()  # one LISTEN per process, or members would get messages twice
+        try:
+            if self._listening:
+                return
+            conn = self.pool._connect()  # a connection of its own, never back to the pool
+            conn.cursor().execute(f"LISTEN {CHANNEL}")
+            spawn = getattr(self.hub, "spawn_background", None)
+            if spawn is not None:
+                spawn(self._receive, conn)
+            else:
+                threading.Thread(target=self._receive, args=(conn,), daemon=True).start()
+            self._listening = True
+        finally:
+            self._starting.release()
 
     def _receive(self, conn: Any) -> None:
         while True:

@@ -62,6 +62,7 @@ def build_request(message: protocol.Mongrel2Request) -> Request:
         message.body,
         version=str(meta.get("VERSION", "HTTP/1.1")),
         remote_addr=str(meta.get("REMOTE_ADDR", "")),
+        scheme="https" if meta.get("URL_SCHEME") == "https" else "http",  # set by mongrel2 itself
     )
     if conflicting_lengths(meta) and request.error is None:
         request.error = HTTPError(400, "conflicting Content-Length values",

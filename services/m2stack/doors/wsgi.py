@@ -84,7 +84,8 @@ def build_request(environ: dict, max_body: int) -> Request:
     raw_path, raw_query = _raw_target(environ)
     headers = _headers_from_environ(environ)
     kwargs = {"version": environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
-              "remote_addr": environ.get("REMOTE_ADDR", "")}
+              "remote_addr": environ.get("REMOTE_ADDR", ""),
+              "scheme": "https" if environ.get("wsgi.url_scheme") == "https" else "http"}
     method = environ.get("REQUEST_METHOD", "GET")
     try:
         body = _read_body(environ, max_body)
