@@ -15,9 +15,10 @@ marked in_compare), SCENARIOS (names of scenarios.py; default: all), DURATION, W
 (seconds), USERS, USERS_<SCENARIO> (e.g. USERS_SLEEP=5000), SPAWN_RATE, HANDLERS,
 LOCUST_WORKERS, HANDLER_CPUS, MONGREL2_CPUS, DB_CPUS, LOCUST_CPUS, WRK_THREADS,
 WRK_CONNECTIONS, ACCESS_LOG, REPORT_DIR, COMPARE_PROJECT_PREFIX (compose projects are
-<prefix>-<variant>, default m2cmp), COMPOSE (the compose command, default "docker compose").
-Output: reports/<timestamp>/ (report.md, *.png, results.json, results.csv, settings.json,
-machine.json, raw/). The parts are in comparison/.
+<prefix>-<variant>, default m2cmp), COMPOSE (the compose command, default "docker compose"),
+HOTPATH_JSON (rows from `make bench BENCH_OUT=file`: a per-step table per hub in the report).
+Output: reports/<timestamp>/ (report.md, throughput.png, latency.png, cpu.png, results.json,
+results.csv, settings.json, machine.json, hotpath.json, raw/). The parts are in comparison/.
 """
 
 from __future__ import annotations

@@ -285,17 +285,27 @@ def _hotpath_section(out: Path, settings: Settings) -> list[str]:
         return []
     hubs = list(dict.fromkeys(str(r["hub"]) for r in rows))
     steps = list(dict.fromkeys(str(r["step"]) for r in rows))
-    us = {(str(r["hub"]), str(r["step"])): r["us"] for r in rows}
+    by_key = {(str(r["hub"]), str(r["step"])): r for r in rows}
     lines = ["## Hot path per hub (make bench)", "",
              ("\u00b5s per request for each step of one request, measured in process by "
               "`make bench` (no sockets, no load): where each hub's CPU per request goes. "
-              "From `hotpath.json`."), "",
+              "The median round, and in brackets the spread of the rounds where the bench "
+              "gives it. From `hotpath.json`."), "",
              "| step | " + " | ".join(hubs) + " |",
              "|---|" + "---:|" * len(hubs)]
     for step in steps:
         cells = []
         for hub in hubs:
-            value = us.get((hub, step))
-            cells.append(fmt(value, 1 if abs(value) < 100 else 0) if isinstance(value, int | float) else DASH)
+            row = by_key.get((hub, step), {})
+            cells.append(_us(row.get("us")) + (f" ({_us(row['min'])}{DASH}{_us(row['max'])})"
+                                               if _number(row.get("min")) and _number(row.get("max")) else ""))
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _us(value) -> str:
+    return fmt(value, 1 if abs(value) < 100 else 0) if _number(value) else DASH

@@ -100,7 +100,10 @@ class Pool:
                                      "waited_seconds": round(time.monotonic() - started, 3)},
                             headers=[("Retry-After", "1")])
         try:
-            conn = self._idle.pop() if self._idle else self._connect()
+            try:
+                conn = self._idle.pop()  # one step, so safe under real threads too (granian)
+            except IndexError:
+                conn = self._connect()
             try:
                 yield conn
             except (self.pg.OperationalError, self.pg.InterfaceError) as exc:

@@ -97,6 +97,14 @@ def request_started() -> None:
         _REQUEST_METRICS.in_flight += 1
 
 
+def streams_open(delta: int) -> None:
+    """A streamed body still being sent counts as in flight (front doors call this)."""
+    if MULTIPROCESS:
+        _IN_FLIGHT.inc(delta)
+    else:
+        _REQUEST_METRICS.in_flight += delta
+
+
 def request_finished(route: str, method: str, status: int, started: float) -> None:
     """Count a request answered with `status`; `started` is its time.perf_counter()."""
     seconds = time.perf_counter() - started

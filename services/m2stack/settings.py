@@ -69,6 +69,15 @@ class HandlerSettings(msgspec.Struct, frozen=True):
     # owns: mongrel2's reaper (limits.min_ping, M2_IDLE_TIMEOUT) counts only what the client
     # sends, so a client that only listens would be dropped. Keep it under that. 0: off.
     websocket_keepalive: Seconds = field(default=5.0, name="HANDLER_WS_KEEPALIVE")
+    # Streamed responses (doors/mongrel2.py `Stream`): mongrel2 1.12 drops a connection
+    # with more than 16 undelivered messages, so chunks are coalesced into messages of at
+    # most HANDLER_STREAM_MESSAGE_BYTES, at most one per HANDLER_STREAM_PACE seconds per
+    # connection (a ceiling of bytes/pace per stream; docs/streaming.md).
+    stream_message_bytes: Annotated[int, Meta(ge=1024)] = field(default=262_144, name="HANDLER_STREAM_MESSAGE_BYTES")
+    stream_pace: Seconds = field(default=0.01, name="HANDLER_STREAM_PACE")
+    # A stream still running after this is ended (0: never). With N handlers mongrel2's
+    # disconnect notice may reach another process: this bounds a producer nobody reads.
+    stream_timeout: Seconds = field(default=3600.0, name="HANDLER_STREAM_TIMEOUT")
     metrics_port: Port = field(default=9100, name="METRICS_PORT")   # 0: off
     access_log: bool = field(default=True, name="ACCESS_LOG")
     log_level: str = field(default="INFO", name="LOG_LEVEL")

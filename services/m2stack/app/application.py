@@ -14,11 +14,11 @@ import socket
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 from m2stack import metrics
 from m2stack.app.request import Request
-from m2stack.app.response import DeadlineExceeded, HTTPError, Response, error_response
+from m2stack.app.response import DeadlineExceeded, HTTPError, Response, StreamingResponse, error_response
 from m2stack.app.routing import SUPPORTED_METHODS, Endpoint, Route, Router
 
 log = logging.getLogger("m2stack.app")
@@ -88,7 +88,10 @@ class App:
     def finish(self, request: Request, response: Response) -> Response:
         """Add the headers every response carries; drop the body for HEAD."""
         headers = response.headers
-        headers.append(("Content-Length", str(len(response.body))))
+        if response.stream is None:
+            headers.append(("Content-Length", str(len(response.body))))
+        elif request.method == "HEAD":
+            cast(StreamingResponse, response).discard()
         headers.append(("X-Request-Id", request.request_id))
         headers.append(("X-Handler-Id", self.handler_id))
         headers.append(("X-Hub", self.hub_name))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -37,15 +37,19 @@ class DeadlineExceeded(BaseException):
 
 
 class Response:
-    """Status, headers and body. Helpers on `Endpoint` build the common ones."""
+    """Status, headers and body. Helpers on `Endpoint` build the common ones.
 
-    __slots__ = ("status", "headers", "body")
+    `stream` is None for a body held in full; a `StreamingResponse` sets it."""
+
+    __slots__ = ("status", "headers", "body", "stream")
+    stream: Iterable[bytes] | None
 
     def __init__(self, body: bytes = b"", status: int = 200,
                  content_type: str | None = "text/plain; charset=utf-8",
                  headers: Iterable[tuple[str, str]] = ()):
         self.status = status
         self.body = body
+        self.stream = None
         self.headers: list[tuple[str, str]] = []
         if content_type:
             self.headers.append(("Content-Type", content_type))
@@ -78,6 +82,36 @@ class Response:
     @property
     def reason(self) -> str:
         return httpspec.reason_phrase(self.status)
+
+
+class StreamingResponse(Response):
+    """A body produced piece by piece: `chunks` is any iterable of bytes (a generator),
+    read by the front door as it sends, so the whole body is never in memory.
+
+    The front door decides the framing (chunked, close-delimited, or its server's own).
+    If `chunks` has a `close()` (a generator does), the door calls it once it stops
+    reading, whether the body ended, the client left, or it failed. An exception raised
+    before the first chunk still becomes the usual JSON error; one raised after it can
+    only end the stream (the door closes the connection and logs it)."""
+
+    __slots__ = ()
+
+    def __init__(self, chunks: Iterable[bytes], status: int = 200,
+                 content_type: str | None = "application/octet-stream",
+                 headers: Iterable[tuple[str, str]] = ()):
+        super().__init__(b"", status, content_type, headers)
+        self.stream = chunks
+
+    def discard(self) -> None:
+        """Drop the body unread (HEAD), closing the producer."""
+        close_stream(self.stream)
+        self.stream = None
+
+
+def close_stream(chunks: Iterable[bytes] | Iterator[bytes] | None) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
 
 
 def json_response(data: Any, status: int = 200) -> Response:

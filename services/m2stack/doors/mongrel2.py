@@ -24,6 +24,7 @@ import msgspec
 from m2stack import logs, metrics
 from m2stack.app import App, DeadlineExceeded, HTTPError, Request, Response, error_response
 from m2stack.doors.fronts import IDLE_WAKEUP, Front, Fronts
+from m2stack.doors.mongrel2_streaming import Streams
 from m2stack.doors.mongrel2_websocket import WebSockets
 from m2stack.hubs import Hub
 from m2stack.protocol import http
@@ -96,6 +97,7 @@ class Mongrel2Door:
         self.access_log = logs.AccessLog() if wanted else None
         self.served = 0
         self.websockets = WebSockets(self, app)
+        self.streams = Streams(self)
 
     # -- one request -------------------------------------------------------------
 
@@ -116,18 +118,21 @@ class Mongrel2Door:
         started = time.perf_counter()
         response = self.handle_in_time(request, started)
         close = request.wants_close or conflicting_lengths(message.headers)
-        if close:
-            response.headers.append(("Connection", "close"))
-        elif request.version == "HTTP/1.0":
-            response.headers.append(("Connection", "keep-alive"))
-        try:
-            wire = response_bytes(response)
-        except protocol.ProtocolError:  # e.g. a header an endpoint set that cannot be sent
-            log.exception("unsendable response", extra={"request_id": request.request_id})
-            response = self.app.finish(request, error_response(
-                500, "internal server error", request.request_id))
-            wire = response_bytes(response)
-        self.send(front, message, wire, close=close)
+        if response.stream is not None:
+            self.streams.send(front, message, request, response, close=close)
+        else:
+            if close:
+                response.headers.append(("Connection", "close"))
+            elif request.version == "HTTP/1.0":
+                response.headers.append(("Connection", "keep-alive"))
+            try:
+                wire = response_bytes(response)
+            except protocol.ProtocolError:  # e.g. a header an endpoint set that cannot be sent
+                log.exception("unsendable response", extra={"request_id": request.request_id})
+                response = self.app.finish(request, error_response(
+                    500, "internal server error", request.request_id))
+                wire = response_bytes(response)
+            self.send(front, message, wire, close=close)
         self.served += 1
         if self.access_log is not None:
             self.access_log.write({
@@ -140,6 +145,7 @@ class Mongrel2Door:
         if method == "JSON":
             if message.is_disconnect:
                 self.websockets.disconnected(message)
+                self.streams.disconnected(message)
             return  # nothing is waiting for an answer
         self.websockets.handle(message, method, front, build_request(message))
 
