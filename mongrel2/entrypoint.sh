@@ -31,6 +31,10 @@ script_dir=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 : "${M2_IDLE_TIMEOUT:=20}"
 : "${M2_STATIC_DIR:=/srv/static}"
 : "${M2_HANDLER_PROTOCOL:=json}"
+# Large uploads (docs: doors/mongrel2_uploads.py): a directory shared with the handlers on
+# this host (a volume writable by this uid), where mongrel2 writes bodies over
+# M2_CONTENT_LENGTH. Empty: such bodies get mongrel2's 413.
+: "${M2_UPLOAD_DIR:=}"
 : "${M2_ACCESS_LOG:=/dev/stdout}"
 : "${M2_ERROR_LOG:=/dev/stderr}"
 # TLS (docs/tls.md): M2_TLS=1 makes this front speak HTTPS only, on M2_PORT, with the
@@ -120,6 +124,17 @@ for var in M2_REQUESTS_SPEC M2_RESPONSES_SPEC M2_CONTROL_SPEC M2_STATIC_DIR M2_R
     esac
 done
 
+M2_UPLOAD_SETTING=
+if [ -n "$M2_UPLOAD_DIR" ]; then
+    [ -d "$M2_UPLOAD_DIR" ] && [ -w "$M2_UPLOAD_DIR" ] \
+        || die "M2_UPLOAD_DIR=$M2_UPLOAD_DIR is not a directory writable by uid $(id -u)"
+    M2_UPLOAD_DIR=$(CDPATH='' cd -- "$M2_UPLOAD_DIR" && pwd -P)
+    case $M2_UPLOAD_DIR in
+        *\"* | *\'* | *"$nl"* | *\\*) die "M2_UPLOAD_DIR must not contain quotes, backslashes or newlines" ;;
+    esac
+    M2_UPLOAD_SETTING="\"upload.temp_store\": \"$M2_UPLOAD_DIR/upload.XXXXXX\","
+fi
+
 # mongrel2 reads <certdir><server uuid>.crt and .key (src/server.c Server_init_ssl), so the
 # mounted files are copied under this start's UUID into the run dir (a tmpfs; umask 077
 # keeps the key private to the server user).
@@ -145,7 +160,8 @@ fi
 
 export M2_PORT M2_BIND_ADDR M2_REQUESTS_SPEC M2_RESPONSES_SPEC M2_CONTROL_SPEC \
        M2_CONTENT_LENGTH M2_IDLE_TIMEOUT M2_STATIC_DIR M2_RUN_DIR M2_ACCESS_LOG M2_ERROR_LOG \
-       M2_SERVER_UUID M2_SEND_IDENT M2_HANDLER_PROTOCOL M2_USE_SSL M2_CERT_DIR M2_TLS_CIPHERS
+       M2_SERVER_UUID M2_SEND_IDENT M2_HANDLER_PROTOCOL M2_USE_SSL M2_CERT_DIR M2_TLS_CIPHERS \
+       M2_UPLOAD_SETTING
 
 # ---- render: literal ${M2_*} substitution (no regex replacement, so '&', '/', '|' in
 # values are safe); an unset ${M2_*} is an error ----

@@ -78,6 +78,11 @@ class HandlerSettings(msgspec.Struct, frozen=True):
     # A stream still running after this is ended (0: never). With N handlers mongrel2's
     # disconnect notice may reach another process: this bounds a producer nobody reads.
     stream_timeout: Seconds = field(default=3600.0, name="HANDLER_STREAM_TIMEOUT")
+    # Where mongrel2 writes bodies over its limits.content_length (its upload.temp_store:
+    # M2_UPLOAD_DIR, a directory shared with it on the same host). "": uploads refused.
+    upload_dir: str = field(default="", name="HANDLER_UPLOAD_DIR")
+    # The largest upload this handler reads (it is read into memory): 413 JSON above it.
+    max_upload: NonNegative = field(default=268_435_456, name="HANDLER_MAX_UPLOAD")
     metrics_port: Port = field(default=9100, name="METRICS_PORT")   # 0: off
     access_log: bool = field(default=True, name="ACCESS_LOG")
     log_level: str = field(default="INFO", name="LOG_LEVEL")

@@ -28,7 +28,7 @@ def scrape(port: int) -> Metrics:
 class Mongrel2:
     IDLE_TIMEOUT = 3  # seconds; mongrel2's reaper closes connections idle longer (+ 2 ticks of 1 s)
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, **extra_env: str):
         self.port, self.requests_port, self.responses_port = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.requests_endpoint = f"tcp://127.0.0.1:{self.requests_port}"
@@ -38,7 +38,7 @@ class Mongrel2:
                    M2_REQUESTS_SPEC=self.requests_endpoint, M2_RESPONSES_SPEC=self.responses_endpoint,
                    M2_RUN_DIR=str(tmp / "m2run"), M2_STATIC_DIR=str(ROOT / "mongrel2" / "static"),
                    M2_ACCESS_LOG="/dev/null", M2_ERROR_LOG=os.environ.get("M2_ERROR_LOG", "/dev/null"),
-                   M2_IDLE_TIMEOUT=str(self.IDLE_TIMEOUT))
+                   M2_IDLE_TIMEOUT=str(self.IDLE_TIMEOUT), **extra_env)
         self.process = subprocess.Popen(["sh", str(ROOT / "mongrel2" / "entrypoint.sh")],
                                         env=env, stdout=self.log, stderr=self.log)
         wait_until(lambda: urllib.request.urlopen(self.url + "/static/health.txt", timeout=1).status == 200,

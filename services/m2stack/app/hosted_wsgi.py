@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 from m2stack import httpspec
 from m2stack.app.application import App
 from m2stack.app.request import Request
-from m2stack.app.response import Response
+from m2stack.app.response import Response, StreamingResponse
 from m2stack.app.routing import Endpoint, Route
 
 StartResponse = Callable[..., Callable[[bytes], object]]
@@ -84,8 +84,10 @@ class HostedWSGIApp(App):
     """An `App` that serves a WSGI callable, so the Mongrel2 front door can run any WSGI app.
 
     Routing is the WSGI app's (every path resolves to it); what it raises becomes the
-    same 500 JSON as ours. The body is collected in full: Mongrel2 gets one message per
-    response.
+    same 500 JSON as ours. A list or tuple body, or one declared (Content-Length) at
+    most COLLECT_UP_TO bytes long, is sent in one message; any other iterable is
+    streamed (a StreamingResponse: chunked, or with the Content-Length the app
+    declared), its headers sent with its first non-empty chunk as PEP 3333 says.
     """
 
     def __init__(self, wsgi_app: WSGIApp, **kwargs: Any):
@@ -113,23 +115,44 @@ class HostedWSGIApp(App):
             return written.append
 
         result = self.wsgi_app(environ_for(request, self.hub_name), start_response)
-        try:
-            for chunk in result:
-                if chunk:
-                    written.append(chunk)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+        streamed: Generator[bytes, None, None] | None = None
+        if isinstance(result, (list, tuple)) or _small(started):  # one message, as before
+            collected: Iterable[bytes] = result
+        else:
+            # Anything else may be produced over time: headers go with its first non-empty
+            # chunk (PEP 3333), so an error before it is still our 500.
+            chunks = iter(result)
+            try:
+                first = _first_chunk(chunks)
+            except BaseException:
+                _close(result)
+                raise
+            if first is None:
+                _close(result)
+                collected = ()
+            else:
+                streamed = _stream(written, first, chunks, result)
+                collected = ()
+        if streamed is None:
+            try:
+                for chunk in collected:
+                    if chunk:
+                        written.append(chunk)
+            finally:
+                _close(result)
         if not started:
+            if streamed is not None:
+                streamed.close()
             raise RuntimeError("the WSGI application never called start_response")
         status, headers = started
-        response = Response(b"".join(written), int(status.split(" ", 1)[0]), content_type=None)
+        code = int(status.split(" ", 1)[0])
+        response = (Response(b"".join(written), code, content_type=None) if streamed is None
+                    else StreamingResponse(streamed, code, content_type=None))
         for name, value in headers:
             lowered = name.lower()
             if lowered in httpspec.HOP_BY_HOP:
                 continue
-            if lowered == "content-length" and request.method != "HEAD":
+            if lowered == "content-length" and request.method != "HEAD" and streamed is None:
                 continue  # App.finish sets the length of what is really sent
             response.set_header(name, value, replace=False)
         return response
@@ -139,9 +162,51 @@ class HostedWSGIApp(App):
         declared = [v for n, v in response.headers if n.lower() == "content-length"]
         response.headers = [(n, v) for n, v in response.headers if n.lower() != "content-length"]
         response = super().finish(request, response)
-        if request.method == "HEAD" and declared:
-            response.set_header("Content-Length", declared[-1])
+        if declared and (request.method == "HEAD" or response.stream is not None):
+            response.set_header("Content-Length", declared[-1])  # a streamed body keeps it
         return response
+
+
+COLLECT_UP_TO = 1 << 20  # bytes: a body declared this small is sent in one message
+
+
+def _small(started: list[Any]) -> bool:
+    """start_response already called with a Content-Length of at most COLLECT_UP_TO."""
+    if not started:
+        return False
+    declared = [v for n, v in started[1] if n.lower() == "content-length"]
+    return bool(declared) and declared[-1].strip().isdigit() and int(declared[-1]) <= COLLECT_UP_TO
+
+
+def _first_chunk(chunks: Iterator[bytes]) -> bytes | None:
+    for chunk in chunks:
+        if chunk:
+            return chunk
+    return None
+
+
+def _stream(written: list[bytes], first: bytes, chunks: Iterator[bytes],
+            result: Any) -> Generator[bytes, None, None]:
+    """What the WSGI app wrote, its first chunk, the rest; its close() at the end, always."""
+    try:
+        while written:
+            yield written.pop(0)
+        yield first
+        for chunk in chunks:
+            if written:  # write() calls made while producing
+                yield from written
+                written.clear()
+            if chunk:
+                yield chunk
+        yield from written
+    finally:
+        _close(result)
+
+
+def _close(result: Any) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
 
 
 # Every path resolves to the WSGI app; "wsgi" is the metrics label of its requests.

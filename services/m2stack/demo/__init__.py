@@ -6,6 +6,7 @@
     fanout.py   /fanout (outbound HTTP)
     chat.py     /ws/echo /ws/chat (WebSocket; the chat fans out through PostgreSQL LISTEN/NOTIFY)
     streaming.py /stream /events /download (streamed bodies)
+    uploads.py  POST /upload (size and SHA-256 of the body; large ones via mongrel2's temp_store)
 
 `create_app` is the one factory, so no endpoint is written twice. The hub is passed in:
 the database pool and the fan-out client are built on it here, once, and shared through
@@ -16,14 +17,14 @@ from __future__ import annotations
 
 from m2stack import db
 from m2stack.app import App, Router
-from m2stack.demo import basics, chat, fanout, items, streaming, world
+from m2stack.demo import basics, chat, fanout, items, streaming, uploads, world
 from m2stack.hubs import AppHub
 from m2stack.settings import DatabaseSettings, FanoutSettings, load
 
 
 def create_app(hub: AppHub, *, front_door: str) -> App:
     routes = Router()
-    for module in (basics, world, items, fanout, chat, streaming):
+    for module in (basics, world, items, fanout, chat, streaming, uploads):
         routes.include(module.routes)
     app = App(routes, hub_name=hub.NAME, front_door=front_door)
     # Built now, connected lazily: after any fork and any monkey-patching.

@@ -25,6 +25,7 @@ from m2stack import logs, metrics
 from m2stack.app import App, DeadlineExceeded, HTTPError, Request, Response, error_response
 from m2stack.doors.fronts import IDLE_WAKEUP, Front, Fronts
 from m2stack.doors.mongrel2_streaming import Streams
+from m2stack.doors.mongrel2_uploads import DONE, START, Uploads
 from m2stack.doors.mongrel2_websocket import WebSockets
 from m2stack.hubs import Hub
 from m2stack.protocol import http
@@ -98,6 +99,7 @@ class Mongrel2Door:
         self.served = 0
         self.websockets = WebSockets(self, app)
         self.streams = Streams(self)
+        self.uploads = Uploads(settings)
 
     # -- one request -------------------------------------------------------------
 
@@ -114,12 +116,25 @@ class Mongrel2Door:
         if method in _NOT_HTTP:
             self.handle_other(message, method, front)
             return
+        refused = None
+        if START in message.headers or DONE in message.headers:
+            try:
+                taken = self.uploads.take(message)  # doors/mongrel2_uploads.py
+            except HTTPError as exc:
+                refused = exc
+            else:
+                if taken is None:
+                    return  # mongrel2's "upload started" notice
+                message = taken
         request = build_request(message)
+        if refused is not None:
+            request.error = refused
         started = time.perf_counter()
         response = self.handle_in_time(request, started)
-        close = request.wants_close or conflicting_lengths(message.headers)
+        close = request.wants_close or conflicting_lengths(message.headers) or refused is not None
+        status = response.status
         if response.stream is not None:
-            self.streams.send(front, message, request, response, close=close)
+            status = self.streams.send(front, message, request, response, close=close)
         else:
             if close:
                 response.headers.append(("Connection", "close"))
@@ -132,12 +147,13 @@ class Mongrel2Door:
                 response = self.app.finish(request, error_response(
                     500, "internal server error", request.request_id))
                 wire = response_bytes(response)
+                status = response.status
             self.send(front, message, wire, close=close)
         self.served += 1
         if self.access_log is not None:
             self.access_log.write({
                 "request_id": request.request_id, "conn_id": message.conn_id.decode(),
-                "method": request.method, "path": request.path[:200], "status": response.status,
+                "method": request.method, "path": request.path[:200], "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
 
     def handle_other(self, message: protocol.Mongrel2Request, method: str, front: Front) -> None:

@@ -123,8 +123,8 @@ class Streams:
             stream.gone = True
 
     def send(self, front: Front, message: protocol.Mongrel2Request, request: Request,
-             response: Response, *, close: bool) -> tuple[int, int]:
-        """Send `response` (its `stream` set); the status sent and the body bytes."""
+             response: Response, *, close: bool) -> int:
+        """Send `response` (its `stream` set); the status sent."""
         assert response.stream is not None
         chunks = iter(response.stream)
         try:
@@ -142,10 +142,18 @@ class Streams:
                 problem.headers.append(("Connection", "keep-alive"))
             self.door.send(front, message, http.render_http_response(
                 problem.status, problem.reason, problem.headers, problem.body), close=close)
-            return problem.status, len(problem.body)
-        chunked = request.version != "HTTP/1.0"
+            return problem.status
+        declared = [v for n, v in response.headers if n.lower() == "content-length"]
+        length = int(declared[-1]) if declared and declared[-1].strip().isdigit() else None
+        chunked = request.version != "HTTP/1.0" and length is None
         headers = [(n, v) for n, v in response.headers if n.lower() not in ("content-length", "connection")]
-        if chunked:
+        if length is not None:  # the producer declared its length (e.g. a WSGI app): no framing
+            headers.append(("Content-Length", str(length)))
+            if close:
+                headers.append(("Connection", "close"))
+            elif request.version == "HTTP/1.0":
+                headers.append(("Connection", "keep-alive"))
+        elif chunked:
             headers.append(("Transfer-Encoding", "chunked"))
             if close:
                 headers.append(("Connection", "close"))
@@ -159,12 +167,20 @@ class Streams:
         limit = self.door.settings.stream_timeout
         deadline = time.monotonic() + limit if limit else float("inf")
         ended = "done"
+        left = length
         try:
             stream.write(http.render_http_response(response.status, response.reason, headers, b""))
             chunk = first
             while chunk is not None:
+                if left is not None:
+                    if len(chunk) > left:
+                        chunk = chunk[:left]
+                        ended = "longer than its Content-Length"
+                    left -= len(chunk)
                 if chunk:
                     stream.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else bytes(chunk))
+                if ended != "done":
+                    break
                 if stream.gone:
                     ended = "client gone"
                     break
@@ -179,6 +195,8 @@ class Streams:
                                  "sent": stream.sent})
             close = True
         finally:
+            if ended == "done" and left:
+                ended = "shorter than its Content-Length"
             close_stream(chunks)
             close_stream(response.stream)
             if ended == "done" and chunked:
@@ -195,7 +213,7 @@ class Streams:
                 stream.flush()
             self.active.pop(key, None)
             metrics.streams_open(-1)
-        return response.status, stream.sent
+        return response.status
 
 
 def _first_chunk(chunks: Iterator[bytes]) -> bytes | None:

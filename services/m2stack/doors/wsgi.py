@@ -8,11 +8,12 @@ server owns. What Gunicorn loads is `m2stack.run_wsgi:application`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import quote, urlsplit
 
 from m2stack import httpspec
 from m2stack.app import App, HTTPError, Request, Response
+from m2stack.app.response import close_stream
 from m2stack.hubs import AppHub
 
 _UNRESERVED = "/!$&'()*+,;=:@-._~"  # pchar minus '%': what quote() may leave as is in a path
@@ -112,9 +113,28 @@ class WSGIAdapter:
     def handle(self, request: Request) -> Response:
         return self.app.handle_within(request, self.request_timeout, self.hub.Timeout)
 
-    def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         response = self.handle(build_request(environ, self.max_body))
         headers = [(name, value) for name, value in response.headers
                    if name.lower() not in httpspec.HOP_BY_HOP]
         start_response(f"{response.status} {response.reason}", headers)
+        if response.stream is not None:
+            # A streamed body goes to the server as it is (Gunicorn chunks it, and calls
+            # close(), which reaches the producer, when it stops reading).
+            return _Closing(response.stream)
         return [response.body]
+
+
+class _Closing:
+    """An iterable body whose close() closes the producer (PEP 3333)."""
+
+    __slots__ = ("chunks",)
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.chunks)
+
+    def close(self) -> None:
+        close_stream(self.chunks)
