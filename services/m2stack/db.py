@@ -6,8 +6,8 @@ fetch) into non-blocking polls; the callback (`wait_for_db` of the hub the pool 
 on) parks only the calling greenlet on the socket while the hub runs others. One module
 for both hubs; the hub decides how to wait.
 
-libpq resolves host names with a blocking getaddrinfo(); we resolve with the (patched,
-cooperative) `socket.getaddrinfo` first and hand libpq the address (`hostaddr`).
+libpq resolves host names with a blocking getaddrinfo(); the hub resolves the name first
+(`hub.resolve`: the OS resolver, off the hub's thread) and libpq gets the address (`hostaddr`).
 
 Failure policy, all as JSON errors from the app:
   - no free connection within DB_POOL_TIMEOUT seconds: 503 "database pool exhausted";
@@ -20,7 +20,6 @@ Failure policy, all as JSON errors from the app:
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,7 +65,7 @@ class Pool:
         try:
             with self.hub.Timeout(s.connect_timeout, unavailable("connect timed out")):
                 # Cooperative resolution (patched by the hub); libpq's own would block.
-                address = socket.getaddrinfo(s.host, s.port, type=socket.SOCK_STREAM)[0][4][0]
+                address = self.hub.resolve(s.host, s.port)[0]
                 options = f"-c statement_timeout={s.statement_timeout_ms}"
                 conn = self.pg.connect(host=s.host, hostaddr=address, port=s.port, dbname=s.name,
                                        user=s.user, password=s.password, options=options,

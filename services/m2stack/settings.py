@@ -31,6 +31,19 @@ def load(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
     environ = os.environ if environ is None else environ
     names = {f.encode_name for f in msgspec.structs.fields(kind)}
     values = {name: value for name, value in environ.items() if name in names and value.strip()}
+    # NAME_FILE names a file holding NAME's value (a Swarm or Compose secret), so a secret
+    # never sits in an environment; a trailing newline is not part of it.
+    for name in sorted(names):
+        path = environ.get(f"{name}_FILE", "").strip()
+        if not path:
+            continue
+        if name in values:
+            raise SettingsError(f"{name} and {name}_FILE are both set: use one")
+        try:
+            with open(path, encoding="utf-8") as secret:
+                values[name] = secret.read().rstrip("\r\n")
+        except OSError as exc:
+            raise SettingsError(f"setting {name}_FILE={path!r}: {exc.strerror}") from None
     try:
         return msgspec.convert(values, kind, strict=False)
     except msgspec.ValidationError as exc:

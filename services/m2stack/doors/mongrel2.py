@@ -7,9 +7,9 @@ Requests arrive on one PULL socket connected to every front's PUSH; each reply l
 the XPUB socket of the front that sent the request (doors/fronts.py: fronts are found by
 DNS, and pulled from only once they have subscribed to their replies).
 
-Shutdown (SIGTERM/SIGINT): disconnect the PULL socket so mongrel2 stops routing
-to us, drain what was already queued here, finish in-flight greenlets within the
-grace period, exit 0.
+Shutdown (SIGTERM/SIGINT): take what is queued here, then disconnect from every front's
+PUSH so mongrel2 stops routing to us (libzmq drops a disconnected pipe's queue, hence that
+order), finish in-flight greenlets within the grace period, exit 0.
 """
 
 from __future__ import annotations
@@ -225,7 +225,8 @@ class Mongrel2Door:
         log.info("stopping: disconnecting from mongrel2", extra={"in_flight": self.hub.in_flight(self.pool)})
         self.fronts.stop_pulling()
         self.websockets.going_away()
-        # Whatever reached our queue before the disconnect is still ours to answer.
+        # stop_pulling took what was queued here before each disconnect; anything still in
+        # flight to us (a PUSH that beat the disconnect) is drained until it goes quiet.
         deadline = time.monotonic() + self.settings.shutdown_grace
         quiet_since = time.monotonic()
         while time.monotonic() < deadline and time.monotonic() - quiet_since < self.settings.drain_quiet:

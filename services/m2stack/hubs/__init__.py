@@ -30,6 +30,9 @@ class AppHub(Protocol):
     def versions(self) -> dict[str, str]:
         """The versions of what the hub is made of, by name."""
 
+    def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses of `host` (OS resolver), parking only the caller meanwhile."""
+
     def make_semaphore(self, size: int) -> Any:
         """A bounded semaphore whose `acquire(timeout=s)` parks only the caller."""
 

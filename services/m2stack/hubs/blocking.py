@@ -5,6 +5,7 @@ Used when the app runs without a hub (unit tests, a sync WSGI worker): correct, 
 
 from __future__ import annotations
 
+import socket
 import threading
 
 NAME = "blocking"
@@ -26,6 +27,11 @@ class Timeout(Exception):
 
     def __exit__(self, *exc_info) -> bool:
         return False
+
+
+def resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def make_semaphore(size: int) -> threading.BoundedSemaphore:

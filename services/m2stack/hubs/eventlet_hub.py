@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import eventlet
 import eventlet.greenpool
 import eventlet.hubs
+import eventlet.patcher
 import eventlet.semaphore
+import eventlet.tpool
 import zmq
 from eventlet.hubs import trampoline
 from greenlet import getcurrent
@@ -137,6 +140,17 @@ def send(sock, data: bytes) -> None:
 
 
 # -- app-level I/O (m2stack.db, m2stack.demo.fanout) --------------------------------
+
+def resolve(host: str, port: int) -> list[str]:
+    """The addresses of `host`, by the OS resolver (as libzmq and libpq would), without
+    blocking the hub: eventlet's tpool runs getaddrinfo in a real thread. (Its own greendns
+    was seen timing out on Docker's embedded DNS under load where the OS resolver did not.)"""
+    infos = eventlet.tpool.execute(_os_getaddrinfo, host, port, 0, socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+_os_getaddrinfo = eventlet.patcher.original("socket").getaddrinfo
+
 
 def make_semaphore(size: int) -> eventlet.semaphore.BoundedSemaphore:
     return eventlet.semaphore.BoundedSemaphore(size)  # acquire(timeout=s) parks only this greenlet

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import gevent
 import gevent.lock
 import gevent.pool
+import gevent.socket
 import zmq
 from gevent.socket import wait_read, wait_write
 from greenlet import getcurrent
@@ -136,6 +138,13 @@ def send(sock, data: bytes) -> None:
 
 
 # -- app-level I/O (m2stack.db, m2stack.demo.fanout) --------------------------------
+
+def resolve(host: str, port: int) -> list[str]:
+    """The addresses of `host`, by the OS resolver (as libzmq and libpq would), without
+    blocking the hub: gevent's default resolver runs getaddrinfo in its thread pool."""
+    infos = gevent.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
 
 def make_semaphore(size: int) -> gevent.lock.BoundedSemaphore:
     return gevent.lock.BoundedSemaphore(size)  # acquire(timeout=s) parks only this greenlet
