@@ -182,8 +182,8 @@ registry-down: ## remove the local registry and its volume
 # A single-node swarm of its own (left as found): 2 fronts x 3 handlers, scaling, a front
 # killed, a rolling update, the registry path. About 5 minutes on 2 cores.
 test-swarm: images registry-image .venv/ok compose-v2 ## Docker Swarm: fronts x handlers, scaling, failover, registry
-	COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" .venv/bin/python -m pytest -q -p no:cacheprovider tests/swarm
+	COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/swarm
 
 # While hosts still have Compose v1 (1.29): one stack up and down under it; skipped without it.
 test-compose-v1: images .venv/ok ## a smoke test of the stack under Compose v1 (docker-compose 1.29)
-	.venv/bin/python -m pytest -q -p no:cacheprovider tests/compose_v1
+	.venv/bin/python -m pytest -q -s -p no:cacheprovider tests/compose_v1

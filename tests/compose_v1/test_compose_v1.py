@@ -27,7 +27,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(400)]
 
 def v1_or_skip() -> str:
     path = shutil.which(V1)
-    version = subprocess.run([path, "version", "--short"], capture_output=True, text=True).stdout.strip() if path else ""
+    version = ""
+    if path:
+        version = subprocess.run([path, "version", "--short"], capture_output=True, text=True).stdout.strip()
     if not version.startswith("1."):
         pytest.skip(f"no Compose v1 here ({V1}: {version or 'not found'})")
     return path

@@ -20,7 +20,7 @@ import pytest
 from comparison.variants import VARIANTS as TABLE
 from stack import COMPOSE, ROOT
 
-VARIANTS = ["mongrel2-gevent", "mongrel2-eventlet", "wsgi-gevent", "ceiling"]
+VARIANTS = ["mongrel2-gevent", "mongrel2-eventlet", "wsgi-gevent", "ceiling", "wsgi-granian", "uvicorn-starlette"]
 SCENARIOS = ["plaintext", "json"]
 PREFIX = "m2cmptest"
 HANDLERS = 2
@@ -45,9 +45,9 @@ def report(tmp_path_factory, docker_available):
 
 def test_report_folder_has_every_file(report):
     for name in ("report.md", "results.json", "results.csv", "settings.json", "machine.json",
-                 "throughput.png", "latency.png"):
+                 "throughput.png", "latency.png", "cpu.png"):
         assert (report / name).stat().st_size > 0, name
-    for chart in ("throughput.png", "latency.png"):
+    for chart in ("throughput.png", "latency.png", "cpu.png"):
         assert (report / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for variant in VARIANTS:
         for scenario in SCENARIOS:
@@ -107,3 +107,13 @@ def test_every_stack_was_removed(report):
              '{{.Label "com.docker.compose.project"}}'],
             capture_output=True, text=True, check=True).stdout.split()
         assert not [p for p in projects if p.startswith(PREFIX + "-")], (kind, projects)
+
+
+def test_every_row_names_the_server_side_cpu_per_request(report):
+    rows = json.loads((report / "results.json").read_text())
+    for row in rows:
+        assert row["serving_cpu_s"] > 0 and row["serving_cpu_us_per_request"] > 0, row
+        assert row["requests_per_serving_cpu_s"] > 0, row
+    text = (report / "report.md").read_text()
+    assert "## Requests per server CPU-second" in text
+    assert "server CPU-µs/req" in text and "req/server CPU-s" in text

@@ -113,7 +113,7 @@ async def one(results, address, port, token=None):
         writer.write(request_bytes(token))
         status, headers, body = await asyncio.wait_for(read_response(reader), TIMEOUT)
         check(results, address, token, status, headers, body, began)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         results.failed(address, "timeout", f"no answer within {time.monotonic() - began:.1f}s")
     except (asyncio.IncompleteReadError, ConnectionError) as exc:
         results.failed(address, "closed", f"{type(exc).__name__} after {time.monotonic() - began:.2f}s")
@@ -146,14 +146,14 @@ async def burst(name, port, n):
             writer.write(request_bytes(token))
             status, headers, body = await asyncio.wait_for(read_response(reader), TIMEOUT)
             check(results, address, token, status, headers, body, began)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             results.failed(address, "timeout", "no answer")
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             results.failed(address, "closed", type(exc).__name__)
         finally:
             writer.close()
 
-    tasks = [asyncio.ensure_future(send(a, c)) for a, c in zip(targets, connections)]
+    tasks = [asyncio.ensure_future(send(a, c)) for a, c in zip(targets, connections, strict=True)]
     await asyncio.sleep(0.2)  # every task parked on `go`
     began = time.monotonic()
     go.set()

@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from swarmlib import docker, has_network, swarm_state
 
 from support import missing, require
-from swarmlib import docker, has_network, swarm_state
 
 HERE = Path(__file__).resolve().parent
 SWARM_TIMEOUT = 600  # per test; the first one also brings the stack up

@@ -32,6 +32,7 @@ HTTP_PORT = 6767
 # any other difference between the compose file and the stack is drift.
 SWARM_ENV = {
     "db": {"DB_PASSWORD_FILE": "/run/secrets/db_password"},
+    "mongrel2": {"M2_UPLOAD_DIR": ""},
     "handler": {"M2_REQUESTS_ENDPOINT": "tcp://tasks.mongrel2:9997",
                 "M2_RESPONSES_ENDPOINT": "tcp://tasks.mongrel2:9996",
                 "DB_PASSWORD_FILE": "/run/secrets/db_password"},
@@ -95,6 +96,7 @@ class Spec:
     read_only: bool
     cap_drop: tuple[str, ...]
     tmpfs: tuple[str, ...]
+    volumes: tuple[str, ...]   # named volumes, as source:target
     networks: tuple[str, ...]
     stop_grace: str | None
 
@@ -105,6 +107,10 @@ def _seconds(value: Any) -> str | None:
     if isinstance(value, int):  # nanoseconds (service inspect)
         return f"{value / 1e9:g}s"
     return value
+
+
+def _named_volumes(volumes: Any) -> tuple[str, ...]:
+    return tuple(sorted(f"{v['source']}:{v['target']}" for v in volumes or () if v.get("type") == "volume"))
 
 
 def from_compose(config: dict[str, Any], *, swarm_env: dict[str, dict[str, str]] | None = None) -> dict[str, Spec]:
@@ -123,6 +129,7 @@ def from_compose(config: dict[str, Any], *, swarm_env: dict[str, dict[str, str]]
             read_only=bool(s.get("read_only")), cap_drop=tuple(sorted(s.get("cap_drop") or ())),
             tmpfs=tuple(sorted([t.split(":")[0] for t in s.get("tmpfs") or ()]
                                + (["/dev/shm"] if s.get("shm_size") else []))),
+            volumes=_named_volumes(s.get("volumes")),
             networks=tuple(sorted(s.get("networks") or ())), stop_grace=s.get("stop_grace_period"))
     return specs
 
@@ -142,6 +149,7 @@ def from_stack_file(stack: dict[str, Any], *, registry: str = "") -> dict[str, S
             pids=limits.get("pids"), read_only=bool(s.get("read_only")),
             cap_drop=tuple(sorted(s.get("cap_drop") or ())),
             tmpfs=tuple(sorted(v["target"] for v in s.get("volumes") or () if v.get("type") == "tmpfs")),
+            volumes=_named_volumes(s.get("volumes")),
             networks=tuple(sorted(s.get("networks") or ())), stop_grace=s.get("stop_grace_period"))
     return specs
 
@@ -168,6 +176,8 @@ def from_services(stack: str, *, registry: str = "") -> dict[str, Spec]:
             read_only=bool(container.get("ReadOnly")),
             cap_drop=tuple(sorted(container.get("CapabilityDrop") or ())),
             tmpfs=tuple(sorted(m["Target"] for m in container.get("Mounts", ()) if m["Type"] == "tmpfs")),
+            volumes=tuple(sorted(f"{m['Source'][len(stack) + 1:]}:{m['Target']}"
+                                 for m in container.get("Mounts", ()) if m["Type"] == "volume")),
             networks=tuple(sorted(networks[n["Target"]][len(stack) + 1:] for n in task.get("Networks", ()))),
             stop_grace=_seconds(container.get("StopGracePeriod")))
     return specs
@@ -225,7 +235,8 @@ class Swarm:
             replicas = docker("service", "ls", "--filter", f"name={name}", "--format", "{{.Replicas}}").split()[0]
             update = docker("service", "inspect", "--format",
                             "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", name)
-            if replicas == f"{n}/{n}" and len(self.containers(service)) == n and update not in ("updating", "rollback_started"):
+            settled = update not in ("updating", "rollback_started")
+            if replicas == f"{n}/{n}" and len(self.containers(service)) == n and settled:
                 return time.monotonic() - began
             if time.monotonic() - began > timeout:
                 raise AssertionError(f"{name}: {replicas} (update: {update or 'none'}) after {timeout}s, wanted {n}")

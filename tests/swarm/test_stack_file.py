@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+from swarmlib import COMPOSE, ROOT, from_compose, from_stack_file, run
 
 from comparison.variants import VARIANTS
 from support import missing
-from swarmlib import COMPOSE, ROOT, from_compose, from_stack_file, run
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import swarm_stack  # noqa: E402
@@ -132,5 +133,5 @@ def test_dockers_own_loader_takes_it_whole(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Ignoring" not in result.stderr + result.stdout, result.stderr
     # Every tmpfs mount survived the loader: read_only roots need them.
-    assert tmpfs == 5 and result.stdout.count("type: tmpfs") == tmpfs, result.stdout
+    assert tmpfs == 5 and len(re.findall(r"^ *- type: tmpfs$", result.stdout, re.M)) == tmpfs, result.stdout
     assert result.stdout.count("pids:") == 3

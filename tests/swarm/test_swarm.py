@@ -7,19 +7,35 @@ told apart (and on this host, without IPVS, the only way in). Every request carr
 unique token the response must echo. Figures are printed as [measured] lines.
 
 Loss bound, as in the compose stack (README "Scale-down is not perfectly lossless"): a
-handler that stops may take at most one request in transit with it; such a client's
-connection is closed after M2_IDLE_TIMEOUT (8 s here). So a run that stops K handlers may
-fail at most K requests, and never deliver one to the wrong client.
+handler that stops may take with it what is in transit to it, at most one request on each
+of its connections, i.e. one per front; such a client's connection is closed after
+M2_IDLE_TIMEOUT (8 s here). So a run that stops K handlers with M fronts may fail at most
+K x M requests, and never deliver one to the wrong client. (This needs the handler to
+drain its queue before it disconnects: libzmq drops what is still queued on disconnect.)
 """
 
 from __future__ import annotations
 
 import json
 import time
-import pytest
 
-from swarmlib import (ROOT, Swarm, compose_config, docker, docker_time, from_compose, from_services, has_network,
-                      http_get, log, run, summary, swarm_state, task_running_since)
+import pytest
+from swarmlib import (
+    ROOT,
+    Swarm,
+    compose_config,
+    docker,
+    docker_time,
+    from_compose,
+    from_services,
+    has_network,
+    http_get,
+    log,
+    run,
+    summary,
+    swarm_state,
+    task_running_since,
+)
 
 FRONTS, HANDLERS = 2, 3
 STACK_ENV = {"M2_IDLE_TIMEOUT": "8", "HANDLER_REQUEST_TIMEOUT": "5"}
@@ -31,7 +47,8 @@ def swarm(engine_before):
     began = time.monotonic()
     try:
         output = stack.make("swarm-up")
-        log(f"make swarm-up FRONTS={FRONTS} HANDLERS={HANDLERS} ({'swarm created' if 'creating a single-node' in output else 'existing swarm'}): "
+        made = "swarm created" if "creating a single-node" in output else "existing swarm"
+        log(f"make swarm-up FRONTS={FRONTS} HANDLERS={HANDLERS} ({made}): "
             f"{time.monotonic() - began:.1f}s to a converged stack")
         yield stack
     finally:
@@ -120,7 +137,7 @@ def test_scale_handlers_3_6_2_under_load(swarm):
     log(f"scale handlers 3->6 ({up:.1f}s) ->2 ({down:.1f}s) under load: {summary(report)}; "
         f"{len(served)} handlers served; failures: {[f['kind'] for f in report['failures']]}")
     assert report["mismatched"] == 0
-    assert report["failed"] <= 4, report["failures"]   # 4 handlers stopped: one in transit each, at most
+    assert report["failed"] <= 4 * FRONTS, report["failures"]   # 4 handlers stopped
     assert len(served) >= 6   # the 3 added handlers took traffic
 
 
@@ -223,7 +240,7 @@ def test_rolling_update_of_the_handlers_under_load(swarm):
         f"{summary(report)}; failures: {[f['kind'] for f in report['failures']]}")
     assert not before & after, "every handler task was replaced"
     assert report["mismatched"] == 0
-    assert report["failed"] <= len(before), report["failures"]
+    assert report["failed"] <= len(before) * FRONTS, report["failures"]
 
 
 def test_registry_push_deploy_and_serve(swarm):
@@ -295,3 +312,4 @@ def test_swarm_down_leaves_nothing(swarm, engine_before):
         assert has_network("docker_gwbridge") == engine_before["gwbridge"]
         assert not has_network("ingress")
     log(f"make swarm-down: {took:.1f}s; the engine's swarm state is {state!r}, as found")
+
