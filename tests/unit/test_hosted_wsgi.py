@@ -16,6 +16,7 @@ from m2stack.app import Request
 from m2stack.app.hosted_wsgi import HostedWSGIApp
 from m2stack.doors.mongrel2 import build_request as build_mongrel2_request
 from m2stack.protocol import mongrel2 as protocol
+from support import require_module
 
 BLOCKING = hubs.blocking_hub()
 
@@ -109,7 +110,7 @@ def test_load_app(monkeypatch):
 
 
 def test_flask_example_behind_the_mongrel2_adapter():
-    flask_app = pytest.importorskip("examples.flask_app")
+    flask_app = require_module("examples.flask_app", "the Flask example runs behind the hosted-WSGI adapter")
     app = HostedWSGIApp(flask_app.app, hub_name="gevent", front_door="mongrel2")
     response = app.handle(mongrel2_request(path="/items/1"))
     assert response.status == 200 and json.loads(response.body) == {"id": 1, "name": "mongrel"}

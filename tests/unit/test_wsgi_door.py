@@ -20,6 +20,7 @@ from m2stack import hubs, run_wsgi
 from m2stack.app import App, Endpoint
 from m2stack.demo import create_app
 from m2stack.doors import wsgi
+from support import require_module
 
 BLOCKING = hubs.blocking_hub()
 
@@ -238,7 +239,7 @@ def test_module_level_application_serves_the_demo_app(monkeypatch):
 
 
 def test_request_timeout_is_504_json_like_behind_mongrel2():
-    gevent = pytest.importorskip("gevent")
+    gevent = require_module("gevent", "the 504 needs a hub whose Timeout fires")
     app = App(hub_name="gevent", front_door="wsgi")
 
     @app.route("/slow")
