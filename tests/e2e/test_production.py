@@ -302,6 +302,7 @@ def test_malformed_zeromq_messages_from_inside_the_network_are_dropped(stack):
     """A rogue container on the internal network publishes garbage to mongrel2's
     response socket; mongrel2 skips it and the stack keeps serving."""
     mongrel2_id, = stack.container_ids("mongrel2")
+    restarts = stack.inspect(mongrel2_id)["RestartCount"]  # an earlier test of the module killed it
     skipped_before = stack.container_logs(mongrel2_id).count(SKIPPED)
     image = stack.inspect(stack.app_ids()[0])["Config"]["Image"]
     result = subprocess.run(["docker", "run", "--rm", "--network", stack.network("back"), "--read-only",
@@ -312,7 +313,7 @@ def test_malformed_zeromq_messages_from_inside_the_network_are_dropped(stack):
     wait_until(lambda: stack.container_logs(mongrel2_id).count(SKIPPED) > skipped_before, 10,
                "mongrel2 to log the invalid messages")
     assert all(stack.get("/json").status_code == 200 for _ in range(10))
-    assert stack.inspect(mongrel2_id)["RestartCount"] == 0
+    assert stack.inspect(mongrel2_id)["RestartCount"] == restarts, "the garbage crashed mongrel2"
 
 
 @every_variant

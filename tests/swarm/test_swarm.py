@@ -101,8 +101,7 @@ def test_the_database_answers_with_the_secret(swarm):
     code = ("from m2stack.settings import DatabaseSettings, load; "
             "print(bool(load(DatabaseSettings).password))")
     result = run("docker", "exec", handler["id"], "python3", "-c", code, check=False)
-    if result.stdout.strip() != "True":
-        pytest.xfail("the handler's settings do not read DB_PASSWORD_FILE yet (services/m2stack/settings.py)")
+    assert result.stdout.strip() == "True", result.stderr
 
 
 def test_600_concurrent_requests_over_two_fronts(swarm):

@@ -66,6 +66,7 @@ class Front:
         self.requests = requests      # PULL from its PUSH
         self.responses = responses    # XPUB to its SUB
         self.subscriptions = 0
+        self.idents: set[bytes] = set()  # the topics it subscribed to: its send_ident
         self.pulling = False
         self.closed = False
 
@@ -170,6 +171,7 @@ class Fronts:
                 continue
             if event[:1] == bytes([SUBSCRIBE]):
                 front.subscriptions += 1
+                front.idents.add(event[1:])
                 self._start_pulling(front)
             elif event[:1] == bytes([UNSUBSCRIBE]):
                 # It stopped (a restart, most likely). The PULL socket stays connected, so
@@ -177,6 +179,7 @@ class Fronts:
                 # finds no handler hangs its client); replies wait for its subscription
                 # (`wait_subscribed`).
                 front.subscriptions = max(0, front.subscriptions - 1)
+                front.idents.discard(event[1:])
                 if not front.subscriptions:
                     log.info("mongrel2 unsubscribed", extra={"front": front.name})
                     waiting_since = time.monotonic()
@@ -226,13 +229,17 @@ class Fronts:
 
     # -- what the door uses ----------------------------------------------------------
 
-    def wait_subscribed(self, front: Front, limit: float = 2.0) -> bool:
-        """Before a reply: an XPUB socket drops what it sends while nobody subscribes, and a
-        restarted mongrel2 may hand us a request before its SUB socket is back."""
+    @staticmethod
+    def subscribed_to(front: Front, ident: bytes) -> bool:
+        return ident in front.idents or b"" in front.idents  # b"": a SUB that takes everything
+
+    def wait_subscribed(self, front: Front, ident: bytes, limit: float = 2.0) -> bool:
+        """Before a reply: an XPUB socket drops what no subscription matches, and a restarted
+        mongrel2 (a new ident) may hand us a request before its SUB socket has subscribed."""
         deadline = time.monotonic() + limit
-        while not front.subscriptions and not front.closed and time.monotonic() < deadline:
+        while not self.subscribed_to(front, ident) and not front.closed and time.monotonic() < deadline:
             self.hub.sleep(0.01)
-        return bool(front.subscriptions)
+        return self.subscribed_to(front, ident)
 
     @property
     def subscribed(self) -> int:

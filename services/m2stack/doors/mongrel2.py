@@ -198,7 +198,8 @@ class Mongrel2Door:
                 self.access_log.flush()
 
     def send(self, front: Front, message: protocol.Mongrel2Request, wire: bytes, *, close: bool) -> None:
-        if not front.subscriptions and not self.fronts.wait_subscribed(front):
+        if not self.fronts.subscribed_to(front, message.sender) and not self.fronts.wait_subscribed(
+                front, message.sender):
             log.warning("reply dropped: its mongrel2 is not subscribed", extra={"front": front.name})
             return
         send, responses = self.hub.send, front.responses
