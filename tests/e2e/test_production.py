@@ -91,8 +91,9 @@ def test_sigkilled_handler_loses_only_what_it_held_and_is_restarted(stack):
         victim = max(handlers, key=lambda cid: gauges[cid])
         held = int(gauges[victim])
         watch.stop()
+        pid = stack.inspect(victim)["State"]["Pid"]
         killed_at = time.monotonic()
-        kill_9(stack.inspect(victim)["State"]["Pid"])
+        kill_9(pid)
         # every request sent before the kill has an outcome: answered, or closed by the reaper
         wait_until(lambda: len([o for o in load.started_before(killed_at)]) == 8, WAIT_BOUND + 5,
                    "the requests in flight at the kill to end")
@@ -127,8 +128,9 @@ def test_mongrel2_killed_under_load_serves_again_within_5_seconds(stack):
     restarts = stack.inspect(mongrel2_id)["RestartCount"]
     with Load(stack.url + "/json", clients=4, timeout=WAIT_BOUND) as load:
         wait_outcomes(load, 20, "served before the kill")
+        pid = stack.inspect(mongrel2_id)["State"]["Pid"]
         killed_at = time.monotonic()
-        kill_9(stack.inspect(mongrel2_id)["State"]["Pid"])
+        kill_9(pid)
         # Requests sent from now on can only be answered by the restarted mongrel2.
         wait_until(lambda: any(o.result == 200 for o in load.started_after(killed_at)), 30,
                    "a request to succeed after the kill")
