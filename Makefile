@@ -122,7 +122,7 @@ compare: images .venv/ok ## load-test every variant side by side (Locust + wrk),
 # (HOTPATH_JSON=file.json make compare).
 BENCH_NUMBER ?= 5000
 BENCH_REPEAT ?= 7
-bench: base-image ca-certs ## per-step cost of one request on each hub (a benchmark, not a test)
+bench: base-image ca-certs compose-v2 ## per-step cost of one request on each hub (a benchmark, not a test)
 	$(COMPOSE) -f docker-compose.yml build handler
 	$(COMPOSE) -f docker-compose.yml -f compose/eventlet.yml build handler
 	@out=$$(mktemp -d); for hub in gevent eventlet; do \
