@@ -173,6 +173,7 @@ def door_cycle(context, settings: HandlerSettings, number: int, repeat: int) -> 
     front_replies.connect("inproc://bench-front-replies")
     front = Front("", "inproc://bench-front-requests", "inproc://bench-front-replies",
                   front_requests, front_replies)
+    front.idents.add(b"")  # a PUSH stands in for mongrel2's SUB: it takes every reply
     hub.spawn_background(the_door.watch_deadlines)
 
     batch = 64  # requests in flight at once, as under a 64-connection load
