@@ -78,6 +78,12 @@ class HandlerSettings(msgspec.Struct, frozen=True):
     heartbeat_interval: Annotated[float, Meta(gt=0)] = field(default=2.0, name="HANDLER_HEARTBEAT_INTERVAL")
     # A request still running after this gets 504 (0: no limit).
     request_timeout: Seconds = field(default=10.0, name="HANDLER_REQUEST_TIMEOUT")
+    # The dispatcher (docs/dispatcher.md), e.g. tcp://dispatcher:9995: requests come from it,
+    # not from mongrel2's PUSH, and are acknowledged. "": pull from mongrel2 directly.
+    dispatcher: str = field(default="", name="HANDLER_DISPATCHER")
+    # How often this handler tells the dispatcher it is alive (it declares a handler silent
+    # for DISPATCH_DEAD_AFTER dead): well under that bound.
+    dispatch_beat: Annotated[float, Meta(gt=0)] = field(default=0.2, name="HANDLER_DISPATCH_BEAT")
     # Seconds between the keep-alive notes a handler sends mongrel2 for each WebSocket it
     # owns: mongrel2's reaper (limits.min_ping, M2_IDLE_TIMEOUT) counts only what the client
     # sends, so a client that only listens would be dropped. Keep it under that. 0: off.
@@ -101,6 +107,29 @@ class HandlerSettings(msgspec.Struct, frozen=True):
     log_level: str = field(default="INFO", name="LOG_LEVEL")
     # SCHED_BATCH for the process: ZeroMQ's I/O thread, woken by every send, then no
     # longer preempts the hub's thread, so replies queued meanwhile leave in one write.
+    batch_scheduling: bool = field(default=True, name="HANDLER_SCHED_BATCH")
+
+
+class DispatcherSettings(msgspec.Struct, frozen=True):
+    """The dispatcher between mongrel2 and the handlers (m2stack.dispatch)."""
+
+    # Mongrel2's sockets, as for a handler: the fronts are found by resolving the host.
+    requests_endpoint: str = field(default="tcp://127.0.0.1:9997", name="M2_REQUESTS_ENDPOINT")
+    responses_endpoint: str = field(default="tcp://127.0.0.1:9996", name="M2_RESPONSES_ENDPOINT")
+    fronts_refresh: Seconds = field(default=5.0, name="M2_FRONTS_REFRESH")
+    keepalive_idle: Annotated[int, Meta(ge=1)] = field(default=60, name="M2_KEEPALIVE_IDLE")
+    peer_heartbeat: Seconds = field(default=10.0, name="M2_PEER_HEARTBEAT")
+    # Where handlers connect.
+    bind: str = field(default="tcp://*:9995", name="DISPATCH_BIND")
+    # A handler silent this long is dead: what it had is repeated (if safe) or answered 503.
+    dead_after: Annotated[float, Meta(gt=0)] = field(default=1.0, name="DISPATCH_DEAD_AFTER")
+    # Methods whose requests are repeated on another handler when theirs dies. RFC 9110
+    # makes PUT and DELETE idempotent too: add them when your app keeps that promise.
+    retry_methods: str = field(default="GET,HEAD,OPTIONS", name="DISPATCH_RETRY_METHODS")
+    # Messages taken from one mongrel2 per turn of the loop (fairness between fronts).
+    batch: Positive = field(default=256, name="DISPATCH_BATCH")
+    heartbeat_file: str = field(default="/tmp/dispatcher-heartbeat", name="DISPATCH_HEARTBEAT_FILE")
+    log_level: str = field(default="INFO", name="LOG_LEVEL")
     batch_scheduling: bool = field(default=True, name="HANDLER_SCHED_BATCH")
 
 

@@ -156,3 +156,42 @@ class Gunicorn:
             pass
         self.process.wait()
         self.log.close()
+
+
+class DispatcherProcess:
+    """`python -m m2stack.run_dispatcher` in front of one mongrel2; handlers join it with
+    `HandlerProcess(..., HANDLER_DISPATCHER=dispatcher.endpoint)`."""
+
+    def __init__(self, mongrel2: Mongrel2, tmp: Path, **extra_env: str):
+        self.port = free_port()
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self.heartbeat = tmp / f"dispatcher-heartbeat-{time.monotonic_ns()}"
+        self.log_path = tmp / f"dispatcher-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        env = dict(os.environ, M2_REQUESTS_ENDPOINT=mongrel2.requests_endpoint,
+                   M2_RESPONSES_ENDPOINT=mongrel2.responses_endpoint,
+                   DISPATCH_BIND=self.endpoint, DISPATCH_HEARTBEAT_FILE=str(self.heartbeat),
+                   PYTHONPATH=str(ROOT / "services"))
+        env.update(extra_env)
+        self.process = subprocess.Popen([sys.executable, "-m", "m2stack.run_dispatcher"],
+                                        env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(lambda: self.heartbeat.exists() or self.process.poll() is not None, 15,
+                   "the dispatcher to start")
+        assert self.process.poll() is None, self.output()
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def log_entries(self) -> list[dict]:
+        return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
+
+    def terminate(self, timeout: float = 15) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()

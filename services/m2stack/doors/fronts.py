@@ -13,8 +13,7 @@ no request is taken before its reply can be delivered (the slow-joiner race). Wh
 front unsubscribes (it stopped), the PULL socket disconnects until it is back; when DNS
 stops listing it, its sockets close.
 
-Every socket sets TCP keepalive and ZMTP heartbeats, so a connection silently dropped by
-an overlay, NAT or VIP after it was idle (often 900 s) is noticed and re-established.
+Every socket sets TCP keepalive and ZMTP heartbeats (m2stack.zmq_tcp).
 """
 
 from __future__ import annotations
@@ -23,36 +22,15 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from m2stack.hubs import Hub
 from m2stack.settings import HandlerSettings
+from m2stack.zmq_tcp import front_endpoints, keep_alive, split_endpoint
 
 log = logging.getLogger("m2stack.doors.fronts")
 
 IDLE_WAKEUP = 0.25  # seconds: how often an idle greenlet looks at its stop flag
 SUBSCRIBE, UNSUBSCRIBE = 1, 0
-
-
-def keep_alive(zmq: Any, sock: Any, settings: HandlerSettings) -> None:
-    """TCP keepalive (the kernel probes an idle connection) and ZMTP heartbeats (libzmq
-    pings the peer, drops the connection when no answer comes, then reconnects)."""
-    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
-    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, settings.keepalive_idle)
-    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, max(1, settings.keepalive_idle // 6))
-    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, 3)
-    if settings.peer_heartbeat:
-        interval_ms = int(settings.peer_heartbeat * 1000)
-        sock.setsockopt(zmq.HEARTBEAT_IVL, interval_ms)
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, interval_ms * 3)
-
-
-def _split(endpoint: str) -> tuple[str, str, str]:
-    """tcp://host:port -> (scheme, host, port); other transports have no host to resolve."""
-    parts = urlsplit(endpoint)
-    if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
-        return parts.scheme, "", ""
-    return "tcp", parts.hostname, str(parts.port)
 
 
 class Front:
@@ -79,17 +57,21 @@ Dispatch = Callable[[bytes, Front], None]
 
 
 class Fronts:
-    """Every front this handler serves; `dispatch(raw, front)` gets each request."""
+    """Every front this handler serves; `dispatch(raw, front)` gets each request.
 
-    def __init__(self, hub: Hub, context: Any, settings: HandlerSettings, dispatch: Dispatch):
+    With no `dispatch` (requests come from the dispatcher, doors/dispatched.py) only the
+    reply sockets are made: nothing is pulled from mongrel2."""
+
+    def __init__(self, hub: Hub, context: Any, settings: HandlerSettings, dispatch: Dispatch | None):
         self.hub = hub
         self.context = context
         self.settings = settings
         self.dispatch = dispatch
+        self.pull = dispatch is not None
         self.by_address: dict[str, Front] = {}
         self.stopping = False
-        scheme, host, port = _split(settings.requests_endpoint)
-        r_scheme, r_host, r_port = _split(settings.responses_endpoint)
+        scheme, host, port = split_endpoint(settings.requests_endpoint)
+        r_scheme, r_host, r_port = split_endpoint(settings.responses_endpoint)
         if scheme == "tcp" and (r_scheme != "tcp" or r_host != host):
             raise SystemExit("M2_REQUESTS_ENDPOINT and M2_RESPONSES_ENDPOINT must name the same host: "
                              "both sockets of a front are found by resolving it")
@@ -129,25 +111,27 @@ class Fronts:
     def _endpoints(self, address: str) -> tuple[str, str]:
         if not address:
             return self.settings.requests_endpoint, self.settings.responses_endpoint
-        host = f"[{address}]" if ":" in address else address
-        return f"tcp://{host}:{self.requests_port}", f"tcp://{host}:{self.responses_port}"
+        return front_endpoints(address, self.requests_port, self.responses_port)
 
     def _add(self, address: str) -> None:
         zmq = self.hub.zmq
         requests_endpoint, responses_endpoint = self._endpoints(address)
         responses = self.context.socket(zmq.XPUB)
         responses.setsockopt(zmq.LINGER, 2000)  # flush replies on close, bounded
-        keep_alive(zmq, responses, self.settings)
-        requests = self.context.socket(zmq.PULL)
-        requests.setsockopt(zmq.RCVHWM, self.settings.receive_hwm)  # little queued in a handler that dies
-        requests.setsockopt(zmq.LINGER, 0)
-        keep_alive(zmq, requests, self.settings)
+        keep_alive(zmq, responses, self.settings.keepalive_idle, self.settings.peer_heartbeat)
+        requests = None
+        if self.pull:
+            requests = self.context.socket(zmq.PULL)
+            requests.setsockopt(zmq.RCVHWM, self.settings.receive_hwm)  # little queued in a handler that dies
+            requests.setsockopt(zmq.LINGER, 0)
+            keep_alive(zmq, requests, self.settings.keepalive_idle, self.settings.peer_heartbeat)
         responses.connect(responses_endpoint)
         front = Front(address, requests_endpoint, responses_endpoint, requests, responses)
         self.by_address[address] = front
         log.info("front found", extra={"front": front.name})
         self.hub.spawn_background(self._follow_subscriptions, front)
-        self.hub.spawn_background(self._receive, front)
+        if self.pull:
+            self.hub.spawn_background(self._receive, front)
 
     def _remove(self, front: Front) -> None:
         log.info("front gone", extra={"front": front.name})
@@ -200,6 +184,8 @@ class Fronts:
             front.requests.close()
 
     def _drain(self, front: Front) -> int:
+        if front.requests is None or self.dispatch is None:
+            return 0
         zmq = self.hub.zmq
         events, pollin, noblock = zmq.EVENTS, int(zmq.POLLIN), zmq.NOBLOCK
         taken = 0
@@ -210,7 +196,7 @@ class Fronts:
         return taken
 
     def _start_pulling(self, front: Front) -> None:
-        if not front.pulling and not front.closed and not self.stopping:
+        if front.requests is not None and not front.pulling and not front.closed and not self.stopping:
             front.requests.connect(front.requests_endpoint)
             front.pulling = True
             log.info("connected to mongrel2", extra={"requests": front.requests_endpoint,
@@ -232,6 +218,19 @@ class Fronts:
     @staticmethod
     def subscribed_to(front: Front, ident: bytes) -> bool:
         return ident in front.idents or b"" in front.idents  # b"": a SUB that takes everything
+
+    def front_for(self, ident: bytes, limit: float = 2.0) -> Front | None:
+        """The front whose mongrel2 subscribed to `ident` (its send_ident, each request's
+        sender), waiting up to `limit` seconds for it: a request from the dispatcher can
+        arrive before a new front's SUB has subscribed to us."""
+        deadline = time.monotonic() + limit
+        while True:
+            for front in self.by_address.values():
+                if self.subscribed_to(front, ident):
+                    return front
+            if time.monotonic() >= deadline:
+                return None
+            self.hub.sleep(0.01)
 
     def wait_subscribed(self, front: Front, ident: bytes, limit: float = 2.0) -> bool:
         """Before a reply: an XPUB socket drops what no subscription matches, and a restarted
@@ -258,6 +257,7 @@ class Fronts:
     def close(self) -> None:
         for front in list(self.by_address.values()):
             front.closed = True
-            front.requests.close()
+            if front.requests is not None:
+                front.requests.close()
             front.responses.close()  # LINGER lets queued replies go out
         self.by_address.clear()

@@ -3,13 +3,16 @@
 `serve(hub, app, settings)` runs it until SIGTERM/SIGINT; the entry points
 (m2stack.run_gevent, m2stack.run_eventlet) pick the hub and the app.
 
-Requests arrive on one PULL socket connected to every front's PUSH; each reply leaves on
-the XPUB socket of the front that sent the request (doors/fronts.py: fronts are found by
-DNS, and pulled from only once they have subscribed to their replies).
+Requests arrive on a PULL socket connected to each front's PUSH, or, with
+HANDLER_DISPATCHER set, from the dispatcher (doors/dispatched.py), which is told when each
+reply went out; either way each reply leaves on the XPUB socket of the front that sent
+the request (doors/fronts.py: fronts are found by DNS, and pulled from only once they have
+subscribed to their replies).
 
 Shutdown (SIGTERM/SIGINT): take what is queued here, then disconnect from every front's
 PUSH so mongrel2 stops routing to us (libzmq drops a disconnected pipe's queue, hence that
-order), finish in-flight greenlets within the grace period, exit 0.
+order), or tell the dispatcher BYE and serve what it sent until it answers; finish
+in-flight greenlets within the grace period, exit 0.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ import msgspec
 
 from m2stack import logs, metrics
 from m2stack.app import App, DeadlineExceeded, HTTPError, Request, Response, error_response
+from m2stack.doors.dispatched import DispatcherLink
 from m2stack.doors.fronts import IDLE_WAKEUP, Front, Fronts
 from m2stack.doors.mongrel2_streaming import Streams
 from m2stack.doors.mongrel2_uploads import DONE, START, Uploads
 from m2stack.doors.mongrel2_websocket import WebSockets
 from m2stack.hubs import Hub
+from m2stack.protocol import dispatch as acks  # the dispatcher's verbs
 from m2stack.protocol import http
 from m2stack.protocol import mongrel2 as protocol
 from m2stack.settings import HandlerSettings
@@ -89,7 +94,8 @@ class Mongrel2Door:
         self.settings = settings
         self.stopping = False
         self.context = hub.zmq.Context()
-        self.fronts = Fronts(hub, self.context, settings, self.dispatch)
+        self.link = DispatcherLink(hub, self.context, settings, self.dispatched) if settings.dispatcher else None
+        self.fronts = Fronts(hub, self.context, settings, None if self.link else self.dispatch)
         self.pool = hub.make_pool(settings.max_in_flight)
         # greenlet -> its request's perf_counter deadline, in the order the requests started
         self.deadlines: dict[Any, float] = {}
@@ -106,16 +112,39 @@ class Mongrel2Door:
     def dispatch(self, raw: bytes, front: Front) -> None:
         self.hub.spawn(self.pool, self.handle_message, raw, front)  # blocks while the pool is full
 
-    def handle_message(self, raw: bytes, front: Front) -> None:
+    def dispatched(self, raw: bytes, ticket: bytes | None) -> None:
+        """A message from the dispatcher; `ticket` (its request id) is acknowledged when done."""
+        self.hub.spawn(self.pool, self.handle_dispatched, raw, ticket)
+
+    def handle_dispatched(self, raw: bytes, ticket: bytes | None) -> None:
+        verb = acks.DONE
+        try:
+            verb = self.handle_message(raw, None, ticket)
+        finally:
+            if ticket is not None and self.link is not None:
+                self.link.acknowledge(verb, ticket)
+
+    def hold(self, ticket: bytes) -> None:
+        """A streamed reply's head is going out: the dispatcher must never repeat it."""
+        if self.link is not None:
+            self.link.acknowledge(acks.HOLD, ticket)
+
+    def handle_message(self, raw: bytes, front: Front | None, ticket: bytes | None = None) -> bytes:
+        """Serve one message; how the dispatcher is to take it (DONE, CLOSE or KEEP)."""
         try:
             message = protocol.parse_request(raw, _decode_headers)
         except protocol.ProtocolError as exc:
             log.warning("dropped malformed message", extra={"error": str(exc), "size": len(raw)})
-            return
+            return acks.DONE
+        if front is None:
+            front = self.fronts.front_for(message.sender)
+            if front is None:
+                log.warning("no front subscribed for this request's mongrel2: dropped",
+                            extra={"sender": message.sender[:40].decode("ascii", "replace")})
+                return acks.CLOSE
         method = message.headers["METHOD"]  # a str: parse_request checked
         if method in _NOT_HTTP:
-            self.handle_other(message, method, front)
-            return
+            return self.handle_other(message, method, front)
         refused = None
         if START in message.headers or DONE in message.headers:
             try:
@@ -124,7 +153,7 @@ class Mongrel2Door:
                 refused = exc
             else:
                 if taken is None:
-                    return  # mongrel2's "upload started" notice
+                    return acks.DONE  # mongrel2's "upload started" notice
                 message = taken
         request = build_request(message)
         if refused is not None:
@@ -134,7 +163,7 @@ class Mongrel2Door:
         close = request.wants_close or conflicting_lengths(message.headers) or refused is not None
         status = response.status
         if response.stream is not None:
-            status = self.streams.send(front, message, request, response, close=close)
+            status, close = self.streams.send(front, message, request, response, close=close, ticket=ticket)
         else:
             if close:
                 response.headers.append(("Connection", "close"))
@@ -155,15 +184,17 @@ class Mongrel2Door:
                 "request_id": request.request_id, "conn_id": message.conn_id.decode(),
                 "method": request.method, "path": request.path[:200], "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+        return acks.CLOSE if close else acks.DONE
 
-    def handle_other(self, message: protocol.Mongrel2Request, method: str, front: Front) -> None:
+    def handle_other(self, message: protocol.Mongrel2Request, method: str, front: Front) -> bytes:
         """Mongrel2's control notices (JSON) and WebSocket messages (doors/mongrel2_websocket.py)."""
         if method == "JSON":
             if message.is_disconnect:
                 self.websockets.disconnected(message)
                 self.streams.disconnected(message)
-            return  # nothing is waiting for an answer
-        self.websockets.handle(message, method, front, build_request(message))
+            return acks.DONE  # nothing is waiting for an answer
+        open_socket = self.websockets.handle(message, method, front, build_request(message))
+        return acks.KEEP if open_socket else acks.CLOSE
 
     def handle_in_time(self, request: Request, started: float) -> Response:
         """`app.handle`, registered with the deadline watchdog while it runs."""
@@ -214,6 +245,8 @@ class Mongrel2Door:
     def run(self) -> int:
         """Each front's greenlets receive and dispatch (doors/fronts.py); this one waits."""
         self.hub.spawn_background(self.fronts.watch)
+        if self.link is not None:
+            self.link.start()
         self.hub.spawn_background(self.heartbeat)
         if self.settings.request_timeout:
             self.hub.spawn_background(self.watch_deadlines)
@@ -226,23 +259,29 @@ class Mongrel2Door:
         return self.shutdown()
 
     def shutdown(self) -> int:
-        log.info("stopping: disconnecting from mongrel2", extra={"in_flight": self.hub.in_flight(self.pool)})
-        self.fronts.stop_pulling()
-        self.websockets.going_away()
-        # stop_pulling took what was queued here before each disconnect; anything still in
-        # flight to us (a PUSH that beat the disconnect) is drained until it goes quiet.
+        log.info("stopping: no new requests", extra={"in_flight": self.hub.in_flight(self.pool)})
         deadline = time.monotonic() + self.settings.shutdown_grace
-        quiet_since = time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - quiet_since < self.settings.drain_quiet:
-            if self.fronts.drain():
-                quiet_since = time.monotonic()
-            else:
-                self.hub.sleep(0.01)
+        if self.link is not None:
+            self.link.leave(self.settings.shutdown_grace)
+            self.websockets.going_away()
+        else:
+            self.fronts.stop_pulling()
+            self.websockets.going_away()
+            # stop_pulling took what was queued here before each disconnect; anything still
+            # in flight to us (a PUSH that beat the disconnect) is drained until it goes quiet.
+            quiet_since = time.monotonic()
+            while time.monotonic() < deadline and time.monotonic() - quiet_since < self.settings.drain_quiet:
+                if self.fronts.drain():
+                    quiet_since = time.monotonic()
+                else:
+                    self.hub.sleep(0.01)
         finished = self.hub.join(self.pool, max(0.0, deadline - time.monotonic()))
         if not finished:
             log.warning("grace period over with requests in flight",
                         extra={"in_flight": self.hub.in_flight(self.pool)})
         self.fronts.close()  # LINGER lets queued replies go out
+        if self.link is not None:
+            self.link.close()
         if self.access_log is not None:
             self.access_log.flush()
         self.context.term()

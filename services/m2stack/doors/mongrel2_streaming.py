@@ -123,8 +123,10 @@ class Streams:
             stream.gone = True
 
     def send(self, front: Front, message: protocol.Mongrel2Request, request: Request,
-             response: Response, *, close: bool) -> int:
-        """Send `response` (its `stream` set); the status sent."""
+             response: Response, *, close: bool, ticket: bytes | None = None) -> tuple[int, bool]:
+        """Send `response` (its `stream` set); the status sent, and whether the connection
+        was closed. `ticket`: the dispatcher's request id, told once the head is out (from
+        then on the request must never be repeated)."""
         assert response.stream is not None
         chunks = iter(response.stream)
         try:
@@ -142,7 +144,7 @@ class Streams:
                 problem.headers.append(("Connection", "keep-alive"))
             self.door.send(front, message, http.render_http_response(
                 problem.status, problem.reason, problem.headers, problem.body), close=close)
-            return problem.status
+            return problem.status, close
         declared = [v for n, v in response.headers if n.lower() == "content-length"]
         length = int(declared[-1]) if declared and declared[-1].strip().isdigit() else None
         chunked = request.version != "HTTP/1.0" and length is None
@@ -169,6 +171,8 @@ class Streams:
         ended = "done"
         left = length
         try:
+            if ticket is not None:
+                self.door.hold(ticket)
             stream.write(http.render_http_response(response.status, response.reason, headers, b""))
             chunk = first
             while chunk is not None:
@@ -213,7 +217,7 @@ class Streams:
                 stream.flush()
             self.active.pop(key, None)
             metrics.streams_open(-1)
-        return response.status
+        return response.status, close
 
 
 def _first_chunk(chunks: Iterator[bytes]) -> bytes | None:

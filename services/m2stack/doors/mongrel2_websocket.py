@@ -136,13 +136,14 @@ class WebSockets:
         return endpoint
 
     def handle(self, message: protocol.Mongrel2Request, method: str, front: Front,
-               request: Request) -> None:
+               request: Request) -> bool:
+        """True when the connection stays open as a WebSocket of this handler."""
         if method == "WEBSOCKET":
             self.frame(message, front, request)
-        else:
-            self.handshake(message, front, request)
+            return True
+        return self.handshake(message, front, request)
 
-    def handshake(self, message: protocol.Mongrel2Request, front: Front, request: Request) -> None:
+    def handshake(self, message: protocol.Mongrel2Request, front: Front, request: Request) -> bool:
         connection = Mongrel2WebSocket(self.door, front, message.sender, message.conn_id, request)
         endpoint = self.endpoint_for(request.path) if request.error is None else None
         key = request.headers.get("sec-websocket-key", "")
@@ -161,7 +162,7 @@ class WebSockets:
             connection.write(http.render_http_response(response.status, response.reason,
                                                        response.headers, response.body))
             connection.write(b"")
-            return
+            return False
         accept = ws.accept_key(key)
         if message.body.strip() != accept.encode("ascii"):
             log.warning("mongrel2's accept key differs from ours",
@@ -171,6 +172,7 @@ class WebSockets:
         self.opened += 1
         assert endpoint is not None
         self.run(connection, endpoint(self.app, request, connection).on_open)
+        return True
 
     def frame(self, message: protocol.Mongrel2Request, front: Front, request: Request) -> None:
         connection = self.owned.get(f"{message.sender.decode('ascii', 'replace')}:"

@@ -1,0 +1,357 @@
+"""The dispatcher's decisions, with no sockets (sans-I/O, the way h11 does HTTP).
+
+The service (dispatch/service.py) feeds it what arrives, from mongrel2 (`from_front`) and
+from handlers (`from_handler`), and the passing of time (`expire`); it answers with
+messages in `outbox`, which the service sends:
+
+    ("handler", routing_id, frames)   to one handler's DEALER
+    ("front", front, message)         to one mongrel2's SUB (a 503, or a close)
+
+The rules, in one place:
+
+- Credits: a handler announces how many requests it takes at once; each request sent costs
+  one, each DONE/CLOSE/KEEP gives it back. The next request goes to the handler with the
+  most free credits (the least loaded); none free: it waits here, in arrival order.
+- One request per connection at a time: the next of a connection goes out only when the
+  previous one's reply was acknowledged, so pipelined requests are answered in order. A
+  reply that closes the connection (CLOSE), or mongrel2's disconnect notice, drops what is
+  queued behind it.
+- Sticky: disconnect notices and WebSocket frames go to the handler serving or holding
+  their connection (HOLD: a stream; KEEP: a WebSocket).
+- A handler silent for `dead_after` seconds is dead. Its unacknowledged requests that are
+  safe to repeat go to another handler (at the head of their connection, so order holds);
+  the others get 503 JSON with Retry-After, and their connections close. A connection it
+  held (a stream under way, a WebSocket) is closed: the client learns at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+from m2stack.protocol import dispatch as wire
+from m2stack.protocol import http
+from m2stack.protocol import mongrel2 as m2
+
+log = logging.getLogger("m2stack.dispatch")
+
+Key = tuple[str, bytes, bytes]  # (front, sender, connection id): conn ids are per mongrel2 process
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """What the dispatcher needs of one message from mongrel2."""
+
+    front: str
+    sender: bytes
+    conn_id: bytes
+    method: str
+    is_disconnect: bool
+    raw: bytes
+
+    @classmethod
+    def parse(cls, front: str, raw: bytes, fast_json: m2.HeaderDecoder | None = None) -> Incoming:
+        message = m2.parse_request(raw, fast_json)  # ProtocolError for the caller
+        return cls(front, message.sender, message.conn_id, message.method, message.is_disconnect, raw)
+
+    @property
+    def key(self) -> Key:
+        return (self.front, self.sender, self.conn_id)
+
+
+@dataclass(eq=False, slots=True)
+class Item:
+    """One request handed to a handler and not yet acknowledged."""
+
+    id: bytes
+    incoming: Incoming
+    conn: Connection
+    handler: Handler
+    retryable: bool
+    held: bool = False       # HOLD (answered in parts) or KEEP (a WebSocket): never repeated
+    finished: bool = False   # KEEP: its credit came back, the connection stays bound
+
+
+@dataclass(eq=False, slots=True)
+class Connection:
+    """A client connection with work under way or queued; forgotten when it has none."""
+
+    key: Key
+    current: Item | None = None          # the request out at a handler (or the KEEP binding)
+    queue: deque[Incoming] = field(default_factory=deque)
+    gone: bool = False                   # disconnected or closed: nothing more is served
+    waiting: bool = False                # its head request waits for a credit
+
+
+@dataclass(eq=False, slots=True)
+class Handler:
+    routing_id: bytes
+    capacity: int
+    free: int
+    last_seen: float
+    items: dict[bytes, Item] = field(default_factory=dict)
+    leaving: bool = False
+
+
+@dataclass(slots=True)
+class Counters:
+    dispatched: int = 0
+    acknowledged: int = 0
+    retried: int = 0
+    refused: int = 0          # answered 503 after their handler died
+    closed: int = 0           # held connections closed after their handler died
+    dropped: int = 0          # queued behind a closed connection, never served
+    handlers_lost: int = 0
+
+
+def unavailable(sender: bytes, conn_id: bytes, method: str) -> list[bytes]:
+    """503 JSON and a close: the handler died with this request, which is not safe to repeat."""
+    body = json.dumps({"error": {
+        "status": 503,
+        "message": f"the handler serving this request stopped; a {method} is not repeated "
+                   "because it may not be safe to repeat: retry if it is",
+    }}).encode()
+    wire_bytes = http.render_http_response(503, "Service Unavailable", [
+        ("Content-Type", "application/json"), ("Retry-After", "1"), ("Connection", "close"),
+    ], body)
+    return m2.frame_response(sender, (conn_id,), wire_bytes) + m2.frame_close(sender, (conn_id,))
+
+
+class Dispatcher:
+    def __init__(self, *, dead_after: float, retry_methods: frozenset[str]):
+        self.dead_after = dead_after
+        self.retry_methods = retry_methods
+        self.handlers: dict[bytes, Handler] = {}
+        self.connections: dict[Key, Connection] = {}
+        self.waiting: deque[Connection] = deque()   # connections whose head waits for a credit
+        self.outbox: list[tuple[str, object, object]] = []
+        self.counters = Counters()
+        self._next_id = 0
+
+    # -- what the service asks --------------------------------------------------------
+
+    @property
+    def free_credits(self) -> int:
+        return sum(h.free for h in self.handlers.values() if not h.leaving)
+
+    @property
+    def wants_requests(self) -> bool:
+        """Take more from mongrel2 only while a handler can take it: what we have not taken
+        waits in mongrel2, where a crash of ours cannot lose it."""
+        return not self.waiting and any(h.free > 0 and not h.leaving for h in self.handlers.values())
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(h.items) for h in self.handlers.values())
+
+    # -- from mongrel2 -------------------------------------------------------------------
+
+    def from_front(self, incoming: Incoming) -> None:
+        key = incoming.key
+        conn = self.connections.get(key)
+        if incoming.method == "JSON":
+            if incoming.is_disconnect:
+                self._disconnected(conn, incoming)
+            elif conn is not None and conn.current is not None:
+                self._to_handler(conn.current.handler, wire.connection_message(incoming.raw))
+            return
+        if incoming.method == "WEBSOCKET":
+            if conn is not None and conn.current is not None:
+                self._to_handler(conn.current.handler, wire.connection_message(incoming.raw))
+            else:  # its handler is gone (or we restarted): the client learns at once
+                self._close_at_front(key)
+            return
+        if conn is None:
+            conn = self.connections[key] = Connection(key)
+        if conn.gone:
+            return
+        if conn.current is not None or conn.waiting:
+            conn.queue.append(incoming)  # pipelined: it waits for the one before it
+            return
+        self._hand_out(conn, incoming)
+
+    def _disconnected(self, conn: Connection | None, incoming: Incoming) -> None:
+        if conn is None:
+            return  # an idle connection: nobody holds it
+        self.counters.dropped += len(conn.queue)
+        conn.queue.clear()
+        conn.gone = True
+        item = conn.current
+        if item is None:
+            self._forget(conn)
+            return
+        self._to_handler(item.handler, wire.connection_message(incoming.raw))
+        if item.finished:  # a WebSocket binding: nothing more will be acknowledged
+            item.handler.items.pop(item.id, None)
+            self._forget(conn)
+
+    # -- from handlers --------------------------------------------------------------------
+
+    def from_handler(self, routing_id: bytes, frames: list[bytes], now: float) -> None:
+        """One handler message (the routing id stripped). ProtocolError if malformed."""
+        verb, args = wire.parse_from_handler(frames)
+        handler = self.handlers.get(routing_id)
+        if verb == wire.HELLO:
+            capacity, free = int(args[0]), int(args[1])
+            if handler is None:
+                handler = self.handlers[routing_id] = Handler(routing_id, capacity, free, now)
+                log.info("handler joined", extra={"handler": routing_id.hex(), "capacity": capacity})
+            else:  # it asked again after a WHO: what is out at it still counts
+                handler.capacity = capacity
+                handler.free = max(0, min(free, capacity - sum(not i.finished for i in handler.items.values())))
+            handler.last_seen = now
+            self._serve_waiting()
+            return
+        if handler is None:
+            self._to_handler_id(routing_id, [wire.WHO])
+            return
+        handler.last_seen = now
+        if verb == wire.BEAT:
+            return
+        if verb == wire.BYE:
+            handler.leaving = True
+            self._to_handler(handler, [wire.BYE])
+            log.info("handler leaving", extra={"handler": routing_id.hex(), "in_flight": len(handler.items)})
+            return
+        self._acknowledged(handler, verb, args[0])
+
+    def _acknowledged(self, handler: Handler, verb: bytes, request_id: bytes) -> None:
+        item = handler.items.get(request_id)
+        if item is None:
+            # Sent before we restarted (or a repeat): the credit is the handler's again.
+            if verb != wire.HOLD:
+                handler.free = min(handler.capacity, handler.free + 1)
+                self._serve_waiting()
+            return
+        conn = item.conn
+        if verb == wire.HOLD:
+            item.held = True
+            return
+        if not item.finished:
+            handler.free = min(handler.capacity, handler.free + 1)
+            self.counters.acknowledged += 1
+        if verb == wire.KEEP:
+            item.held = item.finished = True  # the WebSocket's binding: conn.current stays
+            self._serve_waiting()
+            return
+        del handler.items[request_id]
+        conn.current = None
+        if verb == wire.CLOSE:
+            conn.gone = True
+        self._next_of(conn)
+        self._serve_waiting()
+        if handler.leaving and not handler.items:
+            self._remove(handler)
+
+    # -- time ------------------------------------------------------------------------------
+
+    def expire(self, now: float) -> None:
+        """Handlers silent longer than dead_after are dead: save what they held."""
+        for handler in [h for h in self.handlers.values() if now - h.last_seen > self.dead_after]:
+            self.lost(handler.routing_id, why="silent")
+
+    def lost(self, routing_id: bytes, *, why: str) -> None:
+        handler = self.handlers.get(routing_id)
+        if handler is None:
+            return
+        self._remove(handler)
+        if not handler.items:
+            return
+        self.counters.handlers_lost += 1
+        log.warning("handler lost", extra={"handler": routing_id.hex(), "why": why,
+                                           "unacknowledged": len(handler.items)})
+        for item in list(handler.items.values()):
+            conn = item.conn
+            conn.current = None
+            if conn.gone:
+                self._forget(conn)
+            elif item.held:
+                self.counters.closed += 1
+                self._close_at_front(conn.key)
+                self._drop(conn)
+            elif item.retryable:
+                self.counters.retried += 1
+                conn.queue.appendleft(item.incoming)
+                self._next_of(conn)
+            else:
+                self.counters.refused += 1
+                front, sender, conn_id = conn.key
+                for message in unavailable(sender, conn_id, item.incoming.method):
+                    self.outbox.append(("front", front, message))
+                self._drop(conn)
+        self._serve_waiting()
+
+    # -- the hand-out ------------------------------------------------------------------
+
+    def _hand_out(self, conn: Connection, incoming: Incoming) -> None:
+        handler = self._least_loaded()
+        if handler is None:
+            conn.queue.appendleft(incoming)
+            conn.waiting = True
+            self.waiting.append(conn)
+            return
+        self._next_id += 1
+        request_id = b"%d" % self._next_id
+        item = Item(request_id, incoming, conn, handler, retryable=incoming.method in self.retry_methods)
+        handler.items[request_id] = item
+        handler.free -= 1
+        # To the end of the order: among equally loaded handlers, the least recently chosen goes first.
+        del self.handlers[handler.routing_id]
+        self.handlers[handler.routing_id] = handler
+        conn.current = item
+        self.counters.dispatched += 1
+        self._to_handler(handler, wire.request(request_id, incoming.raw))
+
+    def _least_loaded(self) -> Handler | None:
+        """The handler with the most free credits; of equals, the first (least recently chosen)."""
+        best = None
+        for handler in self.handlers.values():
+            if handler.free > 0 and not handler.leaving and (best is None or handler.free > best.free):
+                best = handler
+        return best
+
+    def _serve_waiting(self) -> None:
+        while self.waiting and self._least_loaded() is not None:
+            conn = self.waiting.popleft()
+            conn.waiting = False
+            if conn.gone or not conn.queue:
+                self._forget(conn)
+                continue
+            self._hand_out(conn, conn.queue.popleft())
+
+    def _next_of(self, conn: Connection) -> None:
+        if conn.gone:
+            self._drop(conn)
+        elif conn.queue:
+            self._hand_out(conn, conn.queue.popleft())
+        else:
+            self._forget(conn)
+
+    def _drop(self, conn: Connection) -> None:
+        self.counters.dropped += len(conn.queue)
+        conn.queue.clear()
+        conn.gone = True
+        if conn.current is None:
+            self._forget(conn)
+
+    def _forget(self, conn: Connection) -> None:
+        if self.connections.get(conn.key) is conn and conn.current is None and not conn.waiting:
+            del self.connections[conn.key]
+
+    def _remove(self, handler: Handler) -> None:
+        self.handlers.pop(handler.routing_id, None)
+
+    # -- out -------------------------------------------------------------------------------
+
+    def _to_handler(self, handler: Handler, frames: list[bytes]) -> None:
+        self.outbox.append(("handler", handler.routing_id, frames))
+
+    def _to_handler_id(self, routing_id: bytes, frames: list[bytes]) -> None:
+        self.outbox.append(("handler", routing_id, frames))
+
+    def _close_at_front(self, key: Key) -> None:
+        front, sender, conn_id = key
+        for message in m2.frame_close(sender, (conn_id,)):
+            self.outbox.append(("front", front, message))

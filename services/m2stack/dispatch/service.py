@@ -1,0 +1,306 @@
+"""The dispatcher process: mongrel2's PUSH sockets in, handlers' DEALER sockets out.
+
+Blocking pyzmq and one poll loop, no hub: every decision is dispatch/core.py's; this file
+moves bytes and keeps time. Fronts are found by resolving M2_REQUESTS_ENDPOINT's host (in
+a thread, so a slow DNS never stalls the loop), as handlers find them: each gets a PULL
+socket connected to its PUSH and an XPUB connected to its SUB (for the 503s and closes the
+dispatcher itself sends; replies go from handlers to mongrel2 directly).
+
+A front is read only while some handler has a free credit: what is not taken waits in
+mongrel2's queue, not in ours, so a crash of this process loses as little as it can.
+
+SIGTERM: stop reading the fronts (what already reached us is handed out), wait for the
+handlers to acknowledge what is out, up to the grace period, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+import msgspec
+import zmq
+
+from m2stack.dispatch.core import Dispatcher, Incoming
+from m2stack.protocol.errors import ProtocolError
+from m2stack.settings import DispatcherSettings
+from m2stack.zmq_tcp import front_endpoints, keep_alive, split_endpoint
+
+log = logging.getLogger("m2stack.dispatch")
+
+TICK = 0.05           # seconds: the longest poll, so expiry and DNS changes are seen
+SHUTDOWN_GRACE = 10.0
+_decode_headers = msgspec.json.Decoder(dict[str, str | list[str]]).decode
+
+
+class FrontLink:
+    """One mongrel2, as the dispatcher sees it."""
+
+    def __init__(self, name: str, requests_endpoint: str, pull: Any, responses_endpoint: str, xpub: Any):
+        self.name = name
+        self.requests_endpoint = requests_endpoint
+        self.pull = pull
+        self.responses_endpoint = responses_endpoint
+        self.xpub = xpub
+
+
+class Resolver(threading.Thread):
+    """Looks the front name up every `refresh` seconds; `addresses` is the latest answer."""
+
+    def __init__(self, host: str, port: int, refresh: float):
+        super().__init__(daemon=True, name="resolver")
+        self.host, self.port, self.refresh = host, port, refresh
+        self.addresses: set[str] | None = None
+        self.changed = threading.Event()
+
+    def lookup(self) -> None:
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            log.warning("cannot resolve the fronts", extra={"host": self.host, "error": str(exc)})
+            return  # keep what we have: a DNS hiccup must not disconnect them
+        found = {str(info[4][0]) for info in infos}
+        if found != self.addresses:
+            self.addresses = found
+            self.changed.set()
+
+    def run(self) -> None:
+        while True:
+            self.lookup()
+            if not self.refresh:
+                return
+            time.sleep(self.refresh)
+
+
+class DispatcherService:
+    def __init__(self, settings: DispatcherSettings):
+        self.settings = settings
+        self.core = Dispatcher(dead_after=settings.dead_after, retry_methods=frozenset(
+            m.strip().upper() for m in settings.retry_methods.split(",") if m.strip()))
+        self.context = zmq.Context()
+        self.router = self.context.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished handler raises: it is lost at once
+        self.router.setsockopt(zmq.SNDHWM, 0)  # credits bound what is out at a handler
+        self.router.setsockopt(zmq.RCVHWM, 0)
+        self.router.setsockopt(zmq.LINGER, 1000)
+        keep_alive(zmq, self.router, settings.keepalive_idle, settings.peer_heartbeat)
+        self.router.bind(settings.bind)
+        self.fronts: dict[str, FrontLink] = {}
+        self.poller = zmq.Poller()
+        self.poller.register(self.router, zmq.POLLIN)
+        self.reading_fronts = False
+        self.stopping = False
+        scheme, host, port = split_endpoint(settings.requests_endpoint)
+        _, r_host, r_port = split_endpoint(settings.responses_endpoint)
+        if scheme == "tcp" and r_host != host:
+            raise SystemExit("M2_REQUESTS_ENDPOINT and M2_RESPONSES_ENDPOINT must name the same host")
+        self.requests_port, self.responses_port = port, r_port
+        self.resolver = Resolver(host, int(port), settings.fronts_refresh) if host else None
+        self.started = time.monotonic()
+
+    # -- fronts ----------------------------------------------------------------------------
+
+    def follow_fronts(self) -> None:
+        if self.resolver is None:
+            if "" not in self.fronts:
+                self._add_front("", self.settings.requests_endpoint, self.settings.responses_endpoint)
+            return
+        if not self.resolver.changed.is_set():
+            return
+        self.resolver.changed.clear()
+        addresses = self.resolver.addresses or set()
+        for address in sorted(addresses - self.fronts.keys()):
+            self._add_front(address, *front_endpoints(address, self.requests_port, self.responses_port))
+        for address in sorted(self.fronts.keys() - addresses):
+            self._remove_front(address)
+
+    def _add_front(self, address: str, requests_endpoint: str, responses_endpoint: str) -> None:
+        s = self.settings
+        pull = self.context.socket(zmq.PULL)
+        pull.setsockopt(zmq.RCVHWM, 1)  # little held here: what waits, waits in mongrel2
+        pull.setsockopt(zmq.LINGER, 0)
+        keep_alive(zmq, pull, s.keepalive_idle, s.peer_heartbeat)
+        xpub = self.context.socket(zmq.XPUB)
+        xpub.setsockopt(zmq.LINGER, 1000)
+        keep_alive(zmq, xpub, s.keepalive_idle, s.peer_heartbeat)
+        xpub.connect(responses_endpoint)
+        pull.connect(requests_endpoint)
+        self.fronts[address] = FrontLink(responses_endpoint, requests_endpoint, pull, responses_endpoint, xpub)
+        self.poller.register(xpub, zmq.POLLIN)  # subscription notices: read and forgotten
+        if self.reading_fronts:
+            self.poller.register(pull, zmq.POLLIN)
+        log.info("front found", extra={"requests": requests_endpoint, "responses": responses_endpoint})
+
+    def _remove_front(self, address: str) -> None:
+        link = self.fronts.pop(address)
+        self._take_all(address, link)  # libzmq drops a disconnected pipe's queue: take it first
+        for sock in (link.pull, link.xpub):
+            try:
+                self.poller.unregister(sock)
+            except KeyError:
+                pass
+            sock.close()
+        log.info("front gone", extra={"requests": link.requests_endpoint})
+
+    def _read_fronts(self, wanted: bool) -> None:
+        if wanted == self.reading_fronts:
+            return
+        self.reading_fronts = wanted
+        for link in self.fronts.values():
+            if wanted:
+                self.poller.register(link.pull, zmq.POLLIN)
+            else:
+                self.poller.unregister(link.pull)
+
+    # -- moving messages -----------------------------------------------------------------
+
+    def _from_front(self, address: str, raw: bytes) -> None:
+        try:
+            incoming = Incoming.parse(address, raw, _decode_headers)
+        except ProtocolError as exc:
+            log.warning("dropped malformed message", extra={"error": str(exc), "size": len(raw)})
+            return
+        self.core.from_front(incoming)
+
+    def _take(self, address: str, link: FrontLink, limit: int) -> int:
+        taken = 0
+        while taken < limit and self.core.wants_requests:
+            try:
+                raw = link.pull.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self._from_front(address, raw)
+            taken += 1
+        return taken
+
+    def _take_all(self, address: str, link: FrontLink) -> None:
+        while True:
+            try:
+                raw = link.pull.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._from_front(address, raw)
+
+    def _from_handlers(self, limit: int) -> None:
+        now = time.monotonic()
+        for _ in range(limit):
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                self.core.from_handler(frames[0], frames[1:], now)
+            except ProtocolError as exc:
+                log.warning("bad message from a handler", extra={"error": str(exc)})
+
+    def flush(self) -> None:
+        outbox = self.core.outbox
+        while outbox:
+            batch, outbox[:] = list(outbox), []
+            for where, target, payload in batch:
+                if where == "handler":
+                    try:
+                        self.router.send_multipart([target, *payload], zmq.NOBLOCK)  # type: ignore[list-item]
+                    except zmq.ZMQError as exc:  # EHOSTUNREACH: it is gone
+                        self.core.lost(target, why=exc.strerror)  # type: ignore[arg-type]
+                else:
+                    link = self.fronts.get(target)  # type: ignore[arg-type]
+                    if link is None:
+                        continue
+                    try:
+                        link.xpub.send(payload, zmq.NOBLOCK)  # type: ignore[arg-type]
+                    except zmq.ZMQError as exc:
+                        log.warning("cannot answer at a front", extra={"front": link.name, "error": exc.strerror})
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        if self.resolver is not None:
+            self.resolver.start()
+        log.info("dispatcher starting", extra={"bind": self.settings.bind, "dead_after": self.settings.dead_after,
+                                               "retry_methods": sorted(self.core.retry_methods)})
+        last_tick = last_beat = 0.0
+        stop_at = None
+        while True:
+            now = time.monotonic()
+            if self.stopping and stop_at is None:
+                stop_at = now + SHUTDOWN_GRACE
+                self._stop_reading()
+            if stop_at is not None and (now > stop_at or not (self.core.in_flight or self.core.waiting)):
+                break
+            self._read_fronts(not self.stopping and self.core.wants_requests)
+            events = dict(self.poller.poll(TICK * 1000))
+            if self.router in events:
+                self._from_handlers(self.settings.batch)
+            for address, link in list(self.fronts.items()):
+                if link.xpub in events:
+                    self._subscriptions(link)
+                if self.reading_fronts and link.pull in events:
+                    self._take(address, link, self.settings.batch)
+            self.flush()
+            now = time.monotonic()
+            if now - last_tick >= TICK:
+                last_tick = now
+                self.core.expire(now)
+                self.follow_fronts()
+                self.flush()
+            if now - last_beat >= 1.0:
+                last_beat = now
+                self._heartbeat()
+        return self.shutdown()
+
+    def _subscriptions(self, link: FrontLink) -> None:
+        while True:
+            try:
+                link.xpub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+
+    def _stop_reading(self) -> None:
+        log.info("stopping: no more requests taken", extra={"in_flight": self.core.in_flight})
+        self._read_fronts(False)
+        for address, link in self.fronts.items():
+            self._take_all(address, link)
+            try:
+                link.pull.disconnect(link.requests_endpoint)
+            except zmq.ZMQError:
+                pass
+            self._take_all(address, link)
+        self.flush()
+
+    def _heartbeat(self) -> None:
+        c = self.core.counters
+        try:
+            with open(self.settings.heartbeat_file, "w") as f:
+                f.write(f"{time.time():.3f} handlers={len(self.core.handlers)} fronts={len(self.fronts)}\n")
+        except OSError as exc:
+            log.warning("cannot write heartbeat", extra={"error": str(exc)})
+        log.debug("dispatcher", extra={"handlers": len(self.core.handlers), "in_flight": self.core.in_flight,
+                                       "dispatched": c.dispatched, "retried": c.retried, "refused": c.refused})
+
+    def shutdown(self) -> int:
+        c = self.core.counters
+        log.info("stopped", extra={"dispatched": c.dispatched, "acknowledged": c.acknowledged,
+                                   "retried": c.retried, "refused": c.refused, "closed": c.closed,
+                                   "dropped": c.dropped, "handlers_lost": c.handlers_lost,
+                                   "in_flight": self.core.in_flight})
+        for link in self.fronts.values():
+            link.pull.close()
+            link.xpub.close()
+        self.router.close()
+        self.context.term()
+        return 0
+
+    def request_stop(self, _signum: int, _frame: Any) -> None:
+        self.stopping = True
+
+
+def serve(settings: DispatcherSettings) -> int:
+    service = DispatcherService(settings)
+    signal.signal(signal.SIGTERM, service.request_stop)
+    signal.signal(signal.SIGINT, service.request_stop)
+    return service.run()

@@ -1,0 +1,134 @@
+"""A handler's end of the dispatcher wire (protocol/dispatch.py, docs/dispatcher.md).
+
+One DEALER socket connected to the dispatcher's ROUTER. It announces the handler's
+capacity (HANDLER_MAX_IN_FLIGHT), receives requests and connection messages, acknowledges
+each request once its reply went to mongrel2, and beats every HANDLER_DISPATCH_BEAT
+seconds so the dispatcher can tell a dead handler from a quiet one. Replies do not pass
+through here: they go to the front's SUB socket, as without a dispatcher.
+
+Its routing id is random per process: a restarted handler is a new one to the dispatcher,
+which has already given the old one's requests to others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from m2stack.hubs import Hub
+from m2stack.protocol import dispatch as wire
+from m2stack.protocol.errors import ProtocolError
+from m2stack.settings import HandlerSettings
+from m2stack.zmq_tcp import keep_alive
+
+log = logging.getLogger("m2stack.doors.dispatched")
+
+IDLE_WAKEUP = 0.25
+# serve(message, request_id): request_id is None for a connection message (no answer owed)
+Serve = Callable[[bytes, "bytes | None"], None]
+
+
+class DispatcherLink:
+    def __init__(self, hub: Hub, context: Any, settings: HandlerSettings, serve: Serve):
+        zmq = hub.zmq
+        self.hub = hub
+        self.serve = serve
+        self.capacity = settings.max_in_flight
+        self.beat_every = settings.dispatch_beat
+        self.out = 0               # requests received and not yet answered
+        self.leaving = False       # we said BYE
+        self.released = False      # the dispatcher answered BYE: no request will follow
+        self.closed = False
+        self.routing_id = os.urandom(8)
+        sock = self.sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, self.routing_id)
+        sock.setsockopt(zmq.SNDHWM, 0)  # acknowledgements are never dropped or blocked
+        sock.setsockopt(zmq.RCVHWM, 0)  # the dispatcher's credits bound what comes in
+        sock.setsockopt(zmq.LINGER, 2000)
+        keep_alive(zmq, sock, settings.keepalive_idle, settings.peer_heartbeat)
+        sock.connect(settings.dispatcher)
+        self.endpoint = settings.dispatcher
+
+    def start(self) -> None:
+        self._send(wire.hello(self.capacity, self.capacity - self.out))
+        log.info("connected to the dispatcher", extra={"dispatcher": self.endpoint,
+                                                       "routing_id": self.routing_id.hex(),
+                                                       "capacity": self.capacity})
+        self.hub.spawn_background(self._receive)
+        self.hub.spawn_background(self._beat)
+
+    # -- what the door calls ---------------------------------------------------------------
+
+    def acknowledge(self, verb: bytes, request_id: bytes) -> None:
+        if verb != wire.HOLD:
+            self.out -= 1
+        self._send(wire.ack(verb, request_id))
+
+    def leave(self, limit: float) -> bool:
+        """Say BYE and keep serving what is already on its way, until the dispatcher
+        answers BYE (nothing more will come) or `limit` seconds pass."""
+        self.leaving = True
+        self._send([wire.BYE])
+        deadline = time.monotonic() + limit
+        while not self.released and time.monotonic() < deadline:
+            self.hub.sleep(0.01)
+        if not self.released:
+            log.warning("the dispatcher did not answer BYE", extra={"dispatcher": self.endpoint})
+        return self.released
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()  # LINGER lets the last acknowledgements go out
+
+    # -- inside ----------------------------------------------------------------------------
+
+    def _send(self, frames: list[bytes]) -> None:
+        if not self.closed:
+            self.sock.send_multipart(frames, self.hub.zmq.NOBLOCK)  # SNDHWM 0: never EAGAIN
+
+    def _receive(self) -> None:
+        zmq = self.hub.zmq
+        sock = self.sock
+        events, pollin, rcvmore, noblock = zmq.EVENTS, int(zmq.POLLIN), zmq.RCVMORE, zmq.NOBLOCK
+        while not self.closed:
+            try:
+                first = self.hub.receive(sock, IDLE_WAKEUP)
+            except zmq.ZMQError:
+                return  # closed at shutdown
+            if first is None:
+                continue
+            frames = [first]
+            while True:
+                while sock.getsockopt(rcvmore):  # a message's parts arrive together
+                    frames.append(sock.recv(noblock))
+                self._handle(frames)
+                if self.closed or not sock.getsockopt(events) & pollin:
+                    break
+                frames = [sock.recv(noblock)]
+
+    def _handle(self, frames: list[bytes]) -> None:
+        try:
+            verb, args = wire.parse_from_dispatcher(frames)
+        except ProtocolError as exc:
+            log.warning("bad message from the dispatcher", extra={"error": str(exc)})
+            return
+        if verb == wire.REQ:
+            self.out += 1
+            self.serve(args[1], args[0])
+        elif verb == wire.MSG:
+            self.serve(args[0], None)
+        elif verb == wire.WHO:  # it restarted: announce what is free now
+            if not self.leaving:
+                self._send(wire.hello(self.capacity, max(0, self.capacity - self.out)))
+            else:
+                self.released = True  # a new dispatcher sends a leaving handler nothing
+        elif verb == wire.BYE:
+            self.released = True
+
+    def _beat(self) -> None:
+        while not self.closed:
+            self._send([wire.BEAT])
+            self.hub.sleep(self.beat_every)

@@ -1,0 +1,90 @@
+"""The wire between handlers and the dispatcher (docs/dispatcher.md has the whole story).
+
+Every message is a ZeroMQ multipart message whose first frame is a verb. Handlers hold a
+DEALER socket connected to the dispatcher's ROUTER, so the dispatcher sees each handler's
+routing id in front of these frames and the handler never does.
+
+Handler to dispatcher:
+
+    HELLO capacity free     join (or rejoin after the dispatcher restarted): how many
+                            requests I take at once, and how many of them are free now
+    BEAT                    I am alive (any message counts as alive)
+    DONE id                 the reply to request `id` went to mongrel2; one credit back
+    CLOSE id                ... and it closed the connection: drop what is queued behind it
+    KEEP id                 ... and the connection stays mine (a WebSocket): send me its
+                            messages until CLOSE id or mongrel2's disconnect notice
+    HOLD id                 request `id` is being answered in parts (a stream): never repeat
+                            it; send me its connection's messages; DONE or CLOSE follows
+    BYE                     I am leaving: send me no new request
+
+Dispatcher to handler:
+
+    REQ id message          a request (mongrel2's message, untouched), costing one credit
+    MSG message             a message for a connection this handler holds or is serving
+                            (disconnect notices, WebSocket frames): no credit, no answer
+    WHO                     I do not know you (I restarted): send HELLO
+    BYE                     no request will follow: finish what you have and go
+
+Pure: bytes in, bytes out; the sockets belong to the callers.
+"""
+
+from __future__ import annotations
+
+from m2stack.protocol.errors import ProtocolError
+
+HELLO, BEAT, DONE, CLOSE, KEEP, HOLD, BYE = b"HELLO", b"BEAT", b"DONE", b"CLOSE", b"KEEP", b"HOLD", b"BYE"
+REQ, MSG, WHO = b"REQ", b"MSG", b"WHO"
+
+# The acknowledgements: each names one request.
+ACKS = frozenset({DONE, CLOSE, KEEP, HOLD})
+FROM_HANDLER = frozenset({HELLO, BEAT, BYE} | ACKS)
+FROM_DISPATCHER = frozenset({REQ, MSG, WHO, BYE})
+
+
+def hello(capacity: int, free: int) -> list[bytes]:
+    return [HELLO, b"%d" % capacity, b"%d" % free]
+
+
+def ack(verb: bytes, request_id: bytes) -> list[bytes]:
+    if verb not in ACKS:
+        raise ValueError(f"not an acknowledgement: {verb!r}")
+    return [verb, request_id]
+
+
+def request(request_id: bytes, message: bytes) -> list[bytes]:
+    return [REQ, request_id, message]
+
+
+def connection_message(message: bytes) -> list[bytes]:
+    return [MSG, message]
+
+
+def parse_from_handler(frames: list[bytes]) -> tuple[bytes, list[bytes]]:
+    """(verb, arguments) of a handler's message; ProtocolError if it is not one."""
+    if not frames or frames[0] not in FROM_HANDLER:
+        raise ProtocolError(f"unknown message from a handler: {frames[:1]!r}")
+    verb, args = frames[0], frames[1:]
+    if verb == HELLO:
+        if len(args) != 2 or not all(arg.isdigit() for arg in args):
+            raise ProtocolError("HELLO takes two counts")
+        if int(args[0]) < 1 or int(args[1]) > int(args[0]):
+            raise ProtocolError("HELLO: capacity at least 1, free at most capacity")
+    elif verb in ACKS:
+        if len(args) != 1 or not args[0].isdigit():
+            raise ProtocolError(f"{verb.decode()} takes one request id")
+    elif args:
+        raise ProtocolError(f"{verb.decode()} takes no arguments")
+    return verb, args
+
+
+def parse_from_dispatcher(frames: list[bytes]) -> tuple[bytes, list[bytes]]:
+    """(verb, arguments) of the dispatcher's message; ProtocolError if it is not one."""
+    if not frames or frames[0] not in FROM_DISPATCHER:
+        raise ProtocolError(f"unknown message from the dispatcher: {frames[:1]!r}")
+    verb, args = frames[0], frames[1:]
+    expected = {REQ: 2, MSG: 1, WHO: 0, BYE: 0}[verb]
+    if len(args) != expected:
+        raise ProtocolError(f"{verb.decode()} takes {expected} frames, got {len(args)}")
+    if verb == REQ and not args[0].isdigit():
+        raise ProtocolError("REQ: the request id is not digits")
+    return verb, args
