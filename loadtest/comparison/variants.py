@@ -33,6 +33,7 @@ class Variant:
     workers_env: str | None
     cpus_env: str              # compose variable of the app service's CPU limit
     in_compare: bool = True    # part of the default `make compare` set
+    also_builds: tuple[str, ...] = ()  # services besides app_service whose images the variant needs
 
     @property
     def scaled(self) -> bool:
@@ -41,10 +42,10 @@ class Variant:
 
 
 def _mongrel2(name: str, description: str, hub: str | None, *overlays: str,
-              in_compare: bool = True) -> Variant:
+              in_compare: bool = True, also_builds: tuple[str, ...] = ()) -> Variant:
     return Variant(name, description, (BASE, *overlays), front_door="mongrel2", hub=hub,
                    app_service="handler", target="http://mongrel2:6767", workers_env=None,
-                   cpus_env="HANDLER_CPUS", in_compare=in_compare)
+                   cpus_env="HANDLER_CPUS", in_compare=in_compare, also_builds=also_builds)
 
 
 def _wsgi(name: str, description: str, hub: str, *overlays: str) -> Variant:
@@ -65,6 +66,12 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     _mongrel2("mongrel2-eventlet", "Mongrel2 + eventlet handlers", "eventlet", "compose/eventlet.yml"),
     _wsgi("wsgi-gevent", "Gunicorn, gevent worker", "gevent"),
     _wsgi("wsgi-eventlet", "Gunicorn, eventlet worker", "eventlet", "compose/wsgi-eventlet.yml"),
+    # The dispatcher between mongrel2 and the handlers (docs/dispatcher.md): what the extra
+    # hop costs per request, beside mongrel2-gevent.
+    _mongrel2("mongrel2-gevent-dispatch", "Mongrel2 + the dispatcher + gevent handlers", "gevent",
+              "compose/dispatch.yml", also_builds=("dispatcher",)),
+    _mongrel2("mongrel2-eventlet-dispatch", "Mongrel2 + the dispatcher + eventlet handlers", "eventlet",
+              "compose/eventlet.yml", "compose/dispatch.yml", in_compare=False, also_builds=("dispatcher",)),
     _mongrel2("ceiling", "Mongrel2 + the ceiling handler (blocking pyzmq, no hub, no app)", None,
               "compose/ceiling.yml"),
     # Peers (services/peers/): the same scenarios and CPU limits, our per-request work.
@@ -89,7 +96,8 @@ def image_builds() -> list[str]:
     overlay's app service, built with its own files so their build arguments apply.
     """
     builds = [f"-f {BASE} build"]
-    builds += [f"{file_args(v)} build {v.app_service}" for v in VARIANTS.values() if v.files != (BASE,)]
+    builds += [f"{file_args(v)} build {' '.join((v.app_service, *v.also_builds))}"
+               for v in VARIANTS.values() if v.files != (BASE,)]
     return builds
 
 

@@ -4,13 +4,12 @@ set up logging and metrics, pick the app, and hand both to a front door."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from m2stack import apps, logs, metrics
-from m2stack.scheduling import batch_scheduling
 from m2stack.doors import mongrel2, wsgi
 from m2stack.hubs import Hub, detect
+from m2stack.scheduling import batch_scheduling
 from m2stack.settings import HandlerSettings, WSGISettings, load
 
 log = logging.getLogger("m2stack.launch")

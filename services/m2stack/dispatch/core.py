@@ -2,16 +2,19 @@
 
 The service (dispatch/service.py) feeds it what arrives, from mongrel2 (`from_front`) and
 from handlers (`from_handler`), and the passing of time (`expire`); it answers with
-messages in `outbox`, which the service sends:
+messages, which the service sends:
 
-    ("handler", routing_id, frames)   to one handler's DEALER
-    ("front", front, message)         to one mongrel2's SUB (a 503, or a close)
+    to_handlers: (routing_id, frames)   to one handler's DEALER
+    to_fronts:   (front, message)       to one mongrel2's SUB (a 503, or a close)
 
 The rules, in one place:
 
 - Credits: a handler announces how many requests it takes at once; each request sent costs
-  one, each DONE/CLOSE/KEEP gives it back. The next request goes to the handler with the
-  most free credits (the least loaded); none free: it waits here, in arrival order.
+  one, each DONE/CLOSE/KEEP gives it back. None free anywhere: a request waits here, in
+  arrival order. Of the handlers with a free credit the next request goes to the cheapest:
+  (requests out at it + 1) x its moving average of response time ("peak EWMA" as Finagle
+  and Linkerd balance): a handler twice as slow gets half the share of its peers, so one
+  slow or CPU-starved handler stops taking the requests it would delay.
 - One request per connection at a time: the next of a connection goes out only when the
   previous one's reply was acknowledged, so pipelined requests are answered in order. A
   reply that closes the connection (CLOSE), or mongrel2's disconnect notice, drops what is
@@ -70,6 +73,7 @@ class Item:
     conn: Connection
     handler: Handler
     retryable: bool
+    sent_at: float = 0.0
     held: bool = False       # HOLD (answered in parts) or KEEP (a WebSocket): never repeated
     finished: bool = False   # KEEP: its credit came back, the connection stays bound
 
@@ -93,6 +97,11 @@ class Handler:
     last_seen: float
     items: dict[bytes, Item] = field(default_factory=dict)
     leaving: bool = False
+    latency: float = 0.0      # moving average of seconds from hand-out to acknowledgement
+
+    def cost(self) -> float:
+        """What one more request here is expected to wait; 0 for a handler never measured."""
+        return self.latency * (self.capacity - self.free + 1)
 
 
 @dataclass(slots=True)
@@ -120,13 +129,17 @@ def unavailable(sender: bytes, conn_id: bytes, method: str) -> list[bytes]:
 
 
 class Dispatcher:
+    LATENCY_WEIGHT = 0.2  # of each new measurement in the moving average
+
     def __init__(self, *, dead_after: float, retry_methods: frozenset[str]):
+        self.now = 0.0  # the latest time the service told us
         self.dead_after = dead_after
         self.retry_methods = retry_methods
         self.handlers: dict[bytes, Handler] = {}
         self.connections: dict[Key, Connection] = {}
         self.waiting: deque[Connection] = deque()   # connections whose head waits for a credit
-        self.outbox: list[tuple[str, object, object]] = []
+        self.to_handlers: list[tuple[bytes, list[bytes]]] = []
+        self.to_fronts: list[tuple[str, bytes]] = []
         self.counters = Counters()
         self._next_id = 0
 
@@ -148,7 +161,9 @@ class Dispatcher:
 
     # -- from mongrel2 -------------------------------------------------------------------
 
-    def from_front(self, incoming: Incoming) -> None:
+    def from_front(self, incoming: Incoming, now: float | None = None) -> None:
+        if now is not None:
+            self.now = now
         key = incoming.key
         conn = self.connections.get(key)
         if incoming.method == "JSON":
@@ -192,6 +207,7 @@ class Dispatcher:
     def from_handler(self, routing_id: bytes, frames: list[bytes], now: float) -> None:
         """One handler message (the routing id stripped). ProtocolError if malformed."""
         verb, args = wire.parse_from_handler(frames)
+        self.now = now
         handler = self.handlers.get(routing_id)
         if verb == wire.HELLO:
             capacity, free = int(args[0]), int(args[1])
@@ -232,6 +248,10 @@ class Dispatcher:
         if not item.finished:
             handler.free = min(handler.capacity, handler.free + 1)
             self.counters.acknowledged += 1
+            if not item.held:  # a stream's length says nothing of the handler's speed
+                took = max(0.0, self.now - item.sent_at)
+                handler.latency = took if not handler.latency else (
+                    handler.latency + self.LATENCY_WEIGHT * (took - handler.latency))
         if verb == wire.KEEP:
             item.held = item.finished = True  # the WebSocket's binding: conn.current stays
             self._serve_waiting()
@@ -249,6 +269,7 @@ class Dispatcher:
 
     def expire(self, now: float) -> None:
         """Handlers silent longer than dead_after are dead: save what they held."""
+        self.now = now
         for handler in [h for h in self.handlers.values() if now - h.last_seen > self.dead_after]:
             self.lost(handler.routing_id, why="silent")
 
@@ -279,7 +300,7 @@ class Dispatcher:
                 self.counters.refused += 1
                 front, sender, conn_id = conn.key
                 for message in unavailable(sender, conn_id, item.incoming.method):
-                    self.outbox.append(("front", front, message))
+                    self.to_fronts.append((front, message))
                 self._drop(conn)
         self._serve_waiting()
 
@@ -294,7 +315,8 @@ class Dispatcher:
             return
         self._next_id += 1
         request_id = b"%d" % self._next_id
-        item = Item(request_id, incoming, conn, handler, retryable=incoming.method in self.retry_methods)
+        item = Item(request_id, incoming, conn, handler, retryable=incoming.method in self.retry_methods,
+                    sent_at=self.now)
         handler.items[request_id] = item
         handler.free -= 1
         # To the end of the order: among equally loaded handlers, the least recently chosen goes first.
@@ -305,11 +327,13 @@ class Dispatcher:
         self._to_handler(handler, wire.request(request_id, incoming.raw))
 
     def _least_loaded(self) -> Handler | None:
-        """The handler with the most free credits; of equals, the first (least recently chosen)."""
-        best = None
+        """The cheapest handler with a free credit; of equals, the least recently chosen."""
+        best, best_cost = None, 0.0
         for handler in self.handlers.values():
-            if handler.free > 0 and not handler.leaving and (best is None or handler.free > best.free):
-                best = handler
+            if handler.free > 0 and not handler.leaving:
+                cost = handler.cost()
+                if best is None or cost < best_cost:
+                    best, best_cost = handler, cost
         return best
 
     def _serve_waiting(self) -> None:
@@ -346,12 +370,12 @@ class Dispatcher:
     # -- out -------------------------------------------------------------------------------
 
     def _to_handler(self, handler: Handler, frames: list[bytes]) -> None:
-        self.outbox.append(("handler", handler.routing_id, frames))
+        self.to_handlers.append((handler.routing_id, frames))
 
     def _to_handler_id(self, routing_id: bytes, frames: list[bytes]) -> None:
-        self.outbox.append(("handler", routing_id, frames))
+        self.to_handlers.append((routing_id, frames))
 
     def _close_at_front(self, key: Key) -> None:
         front, sender, conn_id = key
         for message in m2.frame_close(sender, (conn_id,)):
-            self.outbox.append(("front", front, message))
+            self.to_fronts.append((front, message))

@@ -164,7 +164,7 @@ class DispatcherService:
         except ProtocolError as exc:
             log.warning("dropped malformed message", extra={"error": str(exc), "size": len(raw)})
             return
-        self.core.from_front(incoming)
+        self.core.from_front(incoming, time.monotonic())
 
     def _take(self, address: str, link: FrontLink, limit: int) -> int:
         taken = 0
@@ -198,23 +198,23 @@ class DispatcherService:
                 log.warning("bad message from a handler", extra={"error": str(exc)})
 
     def flush(self) -> None:
-        outbox = self.core.outbox
-        while outbox:
-            batch, outbox[:] = list(outbox), []
-            for where, target, payload in batch:
-                if where == "handler":
-                    try:
-                        self.router.send_multipart([target, *payload], zmq.NOBLOCK)  # type: ignore[list-item]
-                    except zmq.ZMQError as exc:  # EHOSTUNREACH: it is gone
-                        self.core.lost(target, why=exc.strerror)  # type: ignore[arg-type]
-                else:
-                    link = self.fronts.get(target)  # type: ignore[arg-type]
-                    if link is None:
-                        continue
-                    try:
-                        link.xpub.send(payload, zmq.NOBLOCK)  # type: ignore[arg-type]
-                    except zmq.ZMQError as exc:
-                        log.warning("cannot answer at a front", extra={"front": link.name, "error": exc.strerror})
+        core = self.core
+        while core.to_handlers or core.to_fronts:
+            to_handlers, core.to_handlers = core.to_handlers, []
+            for routing_id, frames in to_handlers:
+                try:
+                    self.router.send_multipart([routing_id, *frames], zmq.NOBLOCK)
+                except zmq.ZMQError as exc:  # EHOSTUNREACH: it is gone
+                    core.lost(routing_id, why=exc.strerror)
+            to_fronts, core.to_fronts = core.to_fronts, []
+            for address, message in to_fronts:
+                link = self.fronts.get(address)
+                if link is None:
+                    continue
+                try:
+                    link.xpub.send(message, zmq.NOBLOCK)
+                except zmq.ZMQError as exc:
+                    log.warning("cannot answer at a front", extra={"front": link.name, "error": exc.strerror})
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -233,7 +233,7 @@ class DispatcherService:
             if stop_at is not None and (now > stop_at or not (self.core.in_flight or self.core.waiting)):
                 break
             self._read_fronts(not self.stopping and self.core.wants_requests)
-            events = dict(self.poller.poll(TICK * 1000))
+            events = dict(self.poller.poll(int(TICK * 1000)))
             if self.router in events:
                 self._from_handlers(self.settings.batch)
             for address, link in list(self.fronts.items()):
