@@ -33,6 +33,11 @@ class Sleep(Endpoint):
         time.sleep(ms / 1000)
         return self.json({"slept_ms": ms})
 
+    def post(self) -> Response:
+        """The same wait for a method that is not safe to repeat (what the dispatcher does
+        with a POST whose handler dies, docs/dispatcher.md)."""
+        return self.get()
+
 
 @routes.route("/healthz")
 class Healthz(Endpoint):

@@ -56,8 +56,8 @@ class Incoming:
 
     @classmethod
     def parse(cls, front: str, raw: bytes, fast_json: m2.HeaderDecoder | None = None) -> Incoming:
-        message = m2.parse_request(raw, fast_json)  # ProtocolError for the caller
-        return cls(front, message.sender, message.conn_id, message.method, message.is_disconnect, raw)
+        sender, conn_id, method, body = m2.peek_request(raw, fast_json)  # ProtocolError for the caller
+        return cls(front, sender, conn_id, method, method == "JSON" and m2.is_disconnect_notice(body), raw)
 
     @property
     def key(self) -> Key:

@@ -51,6 +51,7 @@ class DispatcherLink:
         keep_alive(zmq, sock, settings.keepalive_idle, settings.peer_heartbeat)
         sock.connect(settings.dispatcher)
         self.endpoint = settings.dispatcher
+        self._noblock = int(zmq.NOBLOCK)
 
     def start(self) -> None:
         self._send(wire.hello(self.capacity, self.capacity - self.out))
@@ -85,29 +86,26 @@ class DispatcherLink:
 
     # -- inside ----------------------------------------------------------------------------
 
-    def _send(self, frames: list[bytes]) -> None:
+    def _send(self, parts: list[bytes]) -> None:
         if not self.closed:
-            self.sock.send_multipart(frames, self.hub.zmq.NOBLOCK)  # SNDHWM 0: never EAGAIN
+            self.sock.send(wire.pack(parts), self._noblock)  # SNDHWM 0: never EAGAIN
 
     def _receive(self) -> None:
         zmq = self.hub.zmq
         sock = self.sock
-        events, pollin, rcvmore, noblock = zmq.EVENTS, int(zmq.POLLIN), zmq.RCVMORE, zmq.NOBLOCK
+        events, pollin, noblock = zmq.EVENTS, int(zmq.POLLIN), self._noblock
         while not self.closed:
             try:
-                first = self.hub.receive(sock, IDLE_WAKEUP)
+                frame = self.hub.receive(sock, IDLE_WAKEUP)
             except zmq.ZMQError:
                 return  # closed at shutdown
-            if first is None:
+            if frame is None:
                 continue
-            frames = [first]
             while True:
-                while sock.getsockopt(rcvmore):  # a message's parts arrive together
-                    frames.append(sock.recv(noblock))
-                self._handle(frames)
+                self._handle(wire.unpack_from_dispatcher(frame))
                 if self.closed or not sock.getsockopt(events) & pollin:
                     break
-                frames = [sock.recv(noblock)]
+                frame = sock.recv(noblock)
 
     def _handle(self, frames: list[bytes]) -> None:
         try:

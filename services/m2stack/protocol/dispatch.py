@@ -1,8 +1,10 @@
 """The wire between handlers and the dispatcher (docs/dispatcher.md has the whole story).
 
-Every message is a ZeroMQ multipart message whose first frame is a verb. Handlers hold a
-DEALER socket connected to the dispatcher's ROUTER, so the dispatcher sees each handler's
-routing id in front of these frames and the handler never does.
+Every message is one ZeroMQ frame: a verb and its arguments separated by single spaces
+(a request's own bytes last, as they are: they may hold spaces). One frame, not one per
+argument: each frame costs a send and a receive, the largest cost of the dispatcher.
+Handlers hold a DEALER socket connected to the dispatcher's ROUTER, so the dispatcher sees
+each handler's routing id in front of the frame and the handler never does.
 
 Handler to dispatcher:
 
@@ -59,8 +61,29 @@ def connection_message(message: bytes) -> list[bytes]:
     return [MSG, message]
 
 
+def pack(parts: list[bytes]) -> bytes:
+    """One message's frame."""
+    return b" ".join(parts)
+
+
+def unpack_from_handler(frame: bytes) -> list[bytes]:
+    return frame.split(b" ")
+
+
+def unpack_from_dispatcher(frame: bytes) -> list[bytes]:
+    verb, _, rest = frame.partition(b" ")
+    if verb == REQ:
+        request_id, _, message = rest.partition(b" ")
+        return [verb, request_id, message]
+    if verb == MSG:
+        return [verb, rest]
+    return [verb, *rest.split(b" ")] if rest else [verb]
+
+
 def parse_from_handler(frames: list[bytes]) -> tuple[bytes, list[bytes]]:
     """(verb, arguments) of a handler's message; ProtocolError if it is not one."""
+    if len(frames) == 2 and frames[0] in ACKS and frames[1].isdigit():
+        return frames[0], frames[1:]  # the common case, first
     if not frames or frames[0] not in FROM_HANDLER:
         raise ProtocolError(f"unknown message from a handler: {frames[:1]!r}")
     verb, args = frames[0], frames[1:]

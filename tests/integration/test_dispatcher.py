@@ -1,0 +1,442 @@
+"""The dispatcher (m2stack.dispatch) between the real mongrel2 and real handler processes.
+
+Mongrel2 PUSHes to the dispatcher; handlers started with HANDLER_DISPATCHER take requests
+from it by credits and acknowledge each one once its reply went to mongrel2. What these
+tests hold it to, each for both hubs:
+
+- pipelined requests of one connection are answered in order;
+- requests go to the least loaded handler;
+- a handler killed outright: its GETs are repeated elsewhere, its POST gets 503 JSON;
+- a handler stopped with SIGTERM leaves with no client seeing a failure;
+- differing duplicate Content-Length: 400 JSON, the connection closed, nothing smuggled;
+- the dispatcher killed and restarted: handlers rejoin by themselves (WHO / HELLO);
+- a WebSocket's frames reach the handler that answered its handshake;
+- a client gone from a stream stops the producer of the handler holding it.
+
+One mongrel2 for the module (each test has its own dispatcher and handlers). Everything
+runs on loopback with real sockets; the only liberty taken is SIGSTOP (see the kill test).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect as ws_connect
+
+from processes import DispatcherProcess, HandlerProcess, Mongrel2
+from support import content_length, parse_head, read_until_close, require, wait_until
+
+DEAD_AFTER = 1.0  # DISPATCH_DEAD_AFTER's default, which these tests run with
+
+
+# -- the stack ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mongrel2(tmp_path_factory):
+    """A mongrel2 of this module's own: no other test's handler pulls from it."""
+    require("mongrel2", "the process-level tests run the real mongrel2 binary (Debian mongrel2-core)")
+    require("m2sh", "mongrel2's config loader")
+    server = Mongrel2(tmp_path_factory.mktemp("mongrel2-dispatch"))
+    yield server
+    server.stop()
+
+
+class Stack:
+    """One dispatcher in front of the module's mongrel2 and handlers on this test's hub."""
+
+    def __init__(self, mongrel2: Mongrel2, hub: str, tmp: Path):
+        self.mongrel2, self.hub, self.tmp = mongrel2, hub, tmp
+        self.dispatchers: list[DispatcherProcess] = []
+        self.handlers: list[HandlerProcess] = []
+
+    @property
+    def dispatcher(self) -> DispatcherProcess:
+        return self.dispatchers[-1]
+
+    def start_dispatcher(self, **env: str) -> DispatcherProcess:
+        process = DispatcherProcess(self.mongrel2, self.tmp, **env)
+        if "DISPATCH_BIND" in env:
+            process.endpoint = env["DISPATCH_BIND"]
+        self.dispatchers.append(process)
+        return process
+
+    def start_handlers(self, n: int = 1, **env: str) -> list[HandlerProcess]:
+        """`n` handlers started side by side, each subscribed at mongrel2 and joined."""
+        started = [HandlerProcess(self.hub, self.mongrel2, self.tmp,
+                                  HANDLER_DISPATCHER=self.dispatcher.endpoint, **env) for _ in range(n)]
+        self.handlers += started
+        for process in started:
+            process.wait_connected()
+        for process in started:
+            self.wait_joined(process)
+        return started
+
+    def wait_joined(self, handler: HandlerProcess, timeout: float = 10) -> None:
+        """Until the current dispatcher logged this handler's HELLO."""
+        def joined() -> bool:
+            assert handler.process.poll() is None, handler.output()[-3000:]
+            ids = {e.get("routing_id") for e in handler.log_entries()
+                   if e.get("message") == "connected to the dispatcher"}
+            return any(e.get("message") == "handler joined" and e.get("handler") in ids
+                       for e in self.dispatcher.log_entries())
+        wait_until(joined, timeout, f"handler {handler.process.pid} to join the dispatcher")
+
+    def stop(self) -> None:
+        for process in self.handlers:
+            if process.process.poll() is None:
+                os.kill(process.process.pid, signal.SIGCONT)  # a stopped one, too, can die
+            process.stop()
+        for process in self.dispatchers:
+            process.stop()
+
+
+@pytest.fixture
+def stack(mongrel2, hub, tmp_path):
+    """A dispatcher started, handlers started on demand (`stack.start_handlers(n)`)."""
+    s = Stack(mongrel2, hub, tmp_path)
+    s.start_dispatcher()
+    yield s
+    s.stop()
+
+
+# -- raw HTTP ----------------------------------------------------------------------------------
+
+class Reader:
+    """Responses (Content-Length framed) from one socket, however they were split or joined."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buffer = b""
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed; received {self.buffer[:300]!r}")
+        self.buffer += chunk
+
+    def response(self) -> tuple[int, dict[str, str], bytes]:
+        while b"\r\n\r\n" not in self.buffer:
+            self._more()
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        length = content_length(head)
+        while len(rest) < length:
+            self._more()
+            head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        self.buffer = rest[length:]
+        status, headers = parse_head(head)
+        return status, headers, rest[:length]
+
+
+def raw_connection(mongrel2: Mongrel2, timeout: float = 15) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", mongrel2.port), timeout=timeout)
+
+
+def get(mongrel2: Mongrel2, path: str, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", mongrel2.port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+PIPELINED = (b"GET /sleep?ms=400 HTTP/1.1\r\nHost: x\r\n\r\n"
+             b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
+
+
+def unread_from(pid: int, port: int) -> int:
+    """Bytes in the kernel's receive queue of `pid`'s TCP connections to `port`: what a
+    stopped process has been sent and not read."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    total = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            remote, queues, inode = fields[2], fields[4], fields[9]
+            if inode in inodes and int(remote.rsplit(":", 1)[1], 16) == port:
+                total += int(queues.split(":")[1], 16)
+    return total
+
+
+# -- 1. pipelining -----------------------------------------------------------------------------
+
+def test_pipelined_requests_are_answered_in_order(mongrel2, stack):
+    stack.start_handlers(2)
+    with raw_connection(mongrel2) as conn:
+        conn.sendall(PIPELINED)
+        reader = Reader(conn)
+        first, second = reader.response(), reader.response()
+    assert (first[0], json.loads(first[2])) == (200, {"slept_ms": 400}), first
+    assert (second[0], json.loads(second[2])) == (200, {"message": "Hello, World!"}), second
+
+
+def test_twenty_pipelining_connections_are_each_answered_in_order(mongrel2, stack):
+    handlers = stack.start_handlers(2)
+    conns = [raw_connection(mongrel2) for _ in range(20)]
+    try:
+        for conn in conns:
+            conn.sendall(PIPELINED)
+        answers = []
+        for conn in conns:
+            reader = Reader(conn)
+            answers.append((reader.response(), reader.response()))
+    finally:
+        for conn in conns:
+            conn.close()
+    wrong = [(i, a[2], b[2]) for i, (a, b) in enumerate(answers)
+             if json.loads(a[2]) != {"slept_ms": 400} or json.loads(b[2]) != {"message": "Hello, World!"}]
+    assert not wrong, wrong
+    # the 20 sleeps ran side by side on both handlers (else the order would prove little)
+    assert {a[1]["x-handler-id"] for a, _ in answers} == {h.handler_id for h in handlers}
+
+
+# -- 2. the least loaded handler -----------------------------------------------------------------
+
+def test_fast_requests_go_to_the_handler_that_is_not_busy(mongrel2, stack):
+    busy, = stack.start_handlers(1)
+    slow = [raw_connection(mongrel2) for _ in range(6)]
+    try:
+        for conn in slow:  # all on `busy`, the only handler so far
+            conn.sendall(b"GET /sleep?ms=8000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_until(lambda: busy.in_flight() == 6, 5, "the slow requests to run on the busy handler")
+        idle, = stack.start_handlers(1)
+        conn = http.client.HTTPConnection("127.0.0.1", mongrel2.port, timeout=10)
+        served = Counter()
+        for _ in range(40):
+            conn.request("GET", "/json")
+            response = conn.getresponse()
+            assert response.status == 200 and response.read() == b'{"message":"Hello, World!"}'
+            served[response.getheader("X-Handler-Id")] += 1
+        conn.close()
+        assert busy.in_flight() == 6, "the slow requests ended before the fast ones: nothing was measured"
+    finally:
+        for conn in slow:
+            conn.close()
+    assert served[idle.handler_id] >= 36, served  # all of them, by the rule; 90% is the promise
+
+
+# -- 3. a handler killed outright -------------------------------------------------------------------
+
+def test_a_killed_handlers_gets_are_repeated_and_its_post_gets_503(mongrel2, stack):
+    """The victim has the larger capacity, so it is the least loaded one for every request
+    here. The demo has no slow non-idempotent endpoint (POST /echo answers at once, /sleep
+    takes only GET), so the victim is frozen (SIGSTOP) once its GETs run, then the POST is
+    sent: the dispatcher, which has heard from it less than DEAD_AFTER ago, hands it the POST
+    (seen arriving in its socket's receive queue), and then it is killed, holding six GETs
+    and one POST the dispatcher has not seen acknowledged."""
+    victim, = stack.start_handlers(1, HANDLER_MAX_IN_FLIGHT="64")
+    survivor, = stack.start_handlers(1, HANDLER_MAX_IN_FLIGHT="32")
+    gets = [raw_connection(mongrel2) for _ in range(6)]
+    post = raw_connection(mongrel2)
+    try:
+        for conn in gets:
+            conn.sendall(b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_until(lambda: victim.in_flight() == 6, 5, "the six GETs to run on the victim")
+        os.kill(victim.process.pid, signal.SIGSTOP)
+        before = unread_from(victim.process.pid, stack.dispatcher.port)
+        body = json.dumps({"pad": "x" * 4000}).encode()
+        post.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
+        wait_until(lambda: unread_from(victim.process.pid, stack.dispatcher.port) >= before + len(body),
+                   DEAD_AFTER / 2, "the POST to reach the stopped victim")
+        victim.process.kill()
+        killed = time.monotonic()
+        victim.process.wait()
+
+        received = read_until_close(post, timeout=5)
+        refused_after = time.monotonic() - killed
+        answers = []
+        for conn in gets:
+            answers.append(Reader(conn).response())
+            answers[-1] += (time.monotonic() - killed,)
+    finally:
+        for conn in [*gets, post]:
+            conn.close()
+
+    head, _, rest = received.partition(b"\r\n\r\n")
+    status, headers = parse_head(head)
+    assert status == 503, received[:500]
+    assert headers["content-type"] == "application/json"
+    assert headers["retry-after"].isdigit() and headers["connection"] == "close"
+    assert json.loads(rest[: int(headers["content-length"])])["error"]["status"] == 503
+    assert rest[int(headers["content-length"]):] == b"", received  # nothing after it: closed
+    assert refused_after < 2.0, refused_after
+
+    bound = DEAD_AFTER + 1.5 + 2.0  # detection, the repeated sleep, margin for a loaded machine
+    for status, headers, payload, after in answers:
+        assert (status, json.loads(payload)) == (200, {"slept_ms": 1500}), payload
+        assert headers["x-handler-id"] == survivor.handler_id
+        assert after < bound, (after, bound)
+    lost = [e for e in stack.dispatcher.log_entries() if e.get("message") == "handler lost"]
+    assert [e["unacknowledged"] for e in lost] == [7], lost
+    # the survivor goes on serving
+    assert get(mongrel2, "/json")[0] == 200
+
+
+# -- 4. SIGTERM under load ----------------------------------------------------------------------------
+
+def test_sigterm_under_steady_load_loses_nothing(mongrel2, stack):
+    leaving, staying = stack.start_handlers(2)
+    stop = threading.Event()
+    results: list[tuple[float, str]] = []
+    failures: list[str] = []
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", mongrel2.port, timeout=10)
+        while not stop.is_set():
+            try:
+                conn.request("GET", "/json")
+                response = conn.getresponse()
+                body = response.read()
+                if response.status != 200 or body != b'{"message":"Hello, World!"}':
+                    failures.append(f"{response.status} {body[:200]!r}")
+                results.append((time.monotonic(), response.getheader("X-Handler-Id")))
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(repr(exc))
+                conn.close()
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: len({h for _, h in results}) == 2, 5, "both handlers to serve")
+        signalled = time.monotonic()
+        code = leaving.terminate(timeout=15)
+        exited = time.monotonic()
+        served_at_exit = len(results)
+        wait_until(lambda: len(results) > served_at_exit + 50, 5, "more requests after the exit")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(15)
+    assert code == 0, leaving.output()[-3000:]
+    assert not failures, failures[:10]
+    assert any(h == leaving.handler_id and t < signalled for t, h in results)
+    after = Counter(h for t, h in results if t > exited)
+    assert set(after) == {staying.handler_id}, after
+    assert "Traceback" not in leaving.output(), leaving.output()[-3000:]
+
+
+# -- 5. request smuggling ---------------------------------------------------------------------------------
+
+def test_differing_content_lengths_get_400_and_nothing_else_is_served(mongrel2, stack):
+    handlers = stack.start_handlers(2)
+    smuggled = b"GET /json?smuggled=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    body = b'{"a": 1}'
+    request = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\nContent-Length: %d\r\n\r\n%b%b"
+               % (len(body), len(body) + len(smuggled), body, smuggled))
+    with raw_connection(mongrel2, timeout=10) as conn:
+        conn.sendall(request)
+        received = read_until_close(conn, timeout=10)
+    head, _, rest = received.partition(b"\r\n\r\n")
+    status, headers = parse_head(head)
+    assert status == 400, received[:300]
+    assert headers["connection"] == "close" and headers["content-type"] == "application/json"
+    error = json.loads(rest[: int(headers["content-length"])])["error"]
+    assert error["message"] == "conflicting Content-Length values"
+    assert b"HTTP/1.1" not in rest[int(headers["content-length"]):], received
+    # The smuggled GET reached no handler at all (each access line is written within 0.25 s).
+    assert get(mongrel2, "/plaintext")[0] == 200
+    time.sleep(0.6)
+    paths = [e.get("path") for h in handlers for e in h.log_entries() if "status" in e]
+    assert "/plaintext" in paths, paths
+    assert "/json" not in paths, paths
+
+
+# -- 6. the dispatcher restarted ----------------------------------------------------------------------------
+
+def test_a_killed_dispatcher_restarted_on_its_port_gets_its_handlers_back(mongrel2, stack):
+    handlers = stack.start_handlers(2)
+    assert get(mongrel2, "/json")[0] == 200
+    old = stack.dispatcher
+    old.process.kill()
+    old.process.wait()
+    restarted = time.monotonic()
+    stack.start_dispatcher(DISPATCH_BIND=old.endpoint)
+
+    def served() -> bool:
+        try:
+            return get(mongrel2, "/json", timeout=1)[0] == 200
+        except (OSError, http.client.HTTPException):
+            return False
+    wait_until(served, 5, "a request served after the restart")
+    resumed = time.monotonic() - restarted
+    for handler in handlers:
+        stack.wait_joined(handler, timeout=5)
+    owners = Counter(get(mongrel2, "/json")[1]["x-handler-id"] for _ in range(10))
+    assert set(owners) == {h.handler_id for h in handlers}, owners
+    assert all(h.process.poll() is None for h in handlers)
+    assert resumed < 5, resumed
+
+
+# -- 7. WebSockets -------------------------------------------------------------------------------------------
+
+def test_websocket_frames_reach_the_handler_that_did_the_handshake(mongrel2, stack):
+    handlers = stack.start_handlers(2)
+    clients = [ws_connect(f"ws://127.0.0.1:{mongrel2.port}/ws/echo", proxy=None, open_timeout=5)
+               for _ in range(4)]
+    try:
+        owners = {c.response.headers["X-Handler-Id"] for c in clients}
+        assert owners == {h.handler_id for h in handlers}, owners  # sockets on both handlers
+        for i in range(10):
+            for n, client in enumerate(clients):
+                client.send(f"message {i} on socket {n}")
+            for n, client in enumerate(clients):
+                assert client.recv(5) == f"message {i} on socket {n}"
+        for client in clients:
+            client.send(b"\x00binary\xff")
+            assert client.recv(5) == b"\x00binary\xff"
+    finally:
+        for client in clients:
+            client.close(1000, "bye")
+    assert all(c.protocol.close_rcvd is not None and c.protocol.close_rcvd.code == 1000 for c in clients)
+    # the handlers go on serving plain requests
+    assert get(mongrel2, "/json")[0] == 200
+
+
+# -- 8. a client that leaves a stream -------------------------------------------------------------------------
+
+def test_a_client_leaving_a_stream_stops_the_handler_holding_it(mongrel2, stack):
+    handlers = {h.handler_id: h for h in stack.start_handlers(2)}
+    streams = []
+    for _ in range(2):
+        conn = http.client.HTTPConnection("127.0.0.1", mongrel2.port, timeout=10)
+        conn.request("GET", "/stream?chunks=600&interval_ms=50")  # 30 s if nobody stopped it
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.read1(64).startswith(b"chunk 0")
+        streams.append((conn, handlers[response.getheader("X-Handler-Id")]))
+    assert {holder for _, holder in streams} == set(handlers.values())  # one on each
+    for n, (conn, holder) in enumerate(streams):
+        wait_until(lambda: holder.in_flight() == 1, 5, "the stream to count as in flight")
+        conn.sock.shutdown(socket.SHUT_RDWR)
+        conn.close()
+        wait_until(lambda: holder.in_flight() == 0, 5, f"stream {n} to stop after the disconnect")
+        assert any(e.get("reason") == "client gone" for e in holder.log_entries()), holder.output()[-2000:]
+        if n == 0:  # the other stream runs on
+            other = streams[1][1]
+            assert other.in_flight() == 1
+    assert get(mongrel2, "/json")[0] == 200
