@@ -39,7 +39,7 @@ export TLS_PUBLISH
 TLS_FILES = $(if $(filter 1,$(TLS)),$(if $(filter mongrel2-%,$(VARIANT_NAME)),-f compose/tls.yml,$(error \
   TLS=1 needs a Mongrel2 variant (mongrel2-gevent, mongrel2-eventlet), not $(VARIANT_NAME))))
 
-.PHONY: help certs images up down build compare bench base-image ca-certs env logs ps test test-image lint test-unit test-integration test-e2e lock clean
+.PHONY: help certs images up down build compare bench bench-dispatch base-image ca-certs env logs ps test test-image lint test-unit test-integration test-e2e lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -117,6 +117,11 @@ test-e2e: images .venv/ok ## docker compose stacks driven by real HTTP clients
 compare: images .venv/ok ## load-test every variant side by side (Locust + wrk), write a report
 	COMPOSE="$(COMPOSE)" HANDLERS=$(HANDLERS) .venv/bin/python loadtest/compare.py
 
+# The dispatcher's ceiling on one CPU (loadtest/dispatch_bench.py), in the test image: the
+# real dispatcher process, fake mongrel2 and handlers on the other CPU.
+bench-dispatch: test-image ## requests/s the dispatcher moves on one CPU (a benchmark, not a test)
+	docker run --rm --entrypoint python3 m2stack/test:latest /app/loadtest/dispatch_bench.py
+
 # What each step of one request costs on each hub, in µs (loadtest/hotpath.py, run in the
 # real handler images); BENCH_OUT=file.json also writes the rows for `make compare`'s report
 # (HOTPATH_JSON=file.json make compare).
@@ -154,10 +159,11 @@ REGISTRY ?=
 SWARM_STACK ?= m2stack
 SWARM_PUBLISH ?= host
 REGISTRY_PUBLISH ?= 127.0.0.1:5000
-SWARM_ENV = COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" HUB=$(HUB) HANDLERS=$(HANDLERS) FRONTS=$(FRONTS) \
+DISPATCH ?=
+SWARM_ENV = COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" HUB=$(HUB) HANDLERS=$(HANDLERS) FRONTS=$(FRONTS) DISPATCH=$(DISPATCH) \
   REGISTRY=$(REGISTRY) SWARM_STACK=$(SWARM_STACK) SWARM_PUBLISH=$(SWARM_PUBLISH) HTTP_PUBLISH=$(HTTP_PUBLISH)
 
-swarm-up: compose-v2 ## deploy to the swarm (a single-node one is made if none): FRONTS=M HANDLERS=N [HUB=] [REGISTRY=host:port]
+swarm-up: compose-v2 ## deploy to the swarm (a single-node one is made if none): FRONTS=M HANDLERS=N [HUB=] [DISPATCH=1] [REGISTRY=host:port]
 	@$(SWARM_ENV) scripts/swarm.sh up
 
 swarm-down: ## remove the stack, its secret, networks and volume; leave the swarm if swarm-up made it

@@ -4,7 +4,8 @@
 #   scripts/swarm.sh up | down | push | stack-file
 #
 # Settings (environment, set by the Makefile): SWARM_STACK (m2stack), FRONTS (2),
-# HANDLERS (2), HUB (gevent), REGISTRY (host:port, empty: local images), SWARM_PUBLISH
+# HANDLERS (2), HUB (gevent), DISPATCH (1: the dispatcher between fronts and handlers,
+# docs/dispatcher.md), REGISTRY (host:port, empty: local images), SWARM_PUBLISH
 # (host | random | ingress), HTTP_PUBLISH (6767), SWARM_ADVERTISE_ADDR (127.0.0.1, for a
 # swarm made here), SWARM_WAIT (seconds, 300), COMPOSE (Compose v2), PYTHON.
 #
@@ -19,6 +20,7 @@ STACK=${SWARM_STACK:-m2stack}
 FRONTS=${FRONTS:-2}
 HANDLERS=${HANDLERS:-2}
 HUB=${HUB:-gevent}
+DISPATCH=${DISPATCH:-}
 REGISTRY=${REGISTRY:-}
 PUBLISH=${SWARM_PUBLISH:-host}
 HTTP_PUBLISH=${HTTP_PUBLISH:-6767}
@@ -45,9 +47,10 @@ node_label() { docker node inspect --format "{{index .Spec.Labels \"$2\"}}" "$1"
 resolve_image() { if [ -n "$REGISTRY" ]; then echo always; else echo never; fi; }
 
 compose_files() {
-    local files
-    files=$($PYTHON loadtest/comparison/variants.py files "mongrel2-$HUB") || die "unknown HUB=$HUB"
-    echo "$files -f compose/swarm.yml"
+    local files variant="mongrel2-$HUB" overlay=""
+    if [ -n "$DISPATCH" ]; then variant="$variant-dispatch" overlay=" -f compose/swarm-dispatch.yml"; fi
+    files=$($PYTHON loadtest/comparison/variants.py files "$variant") || die "unknown HUB=$HUB"
+    echo "$files -f compose/swarm.yml$overlay"
 }
 
 require_compose_v2() {

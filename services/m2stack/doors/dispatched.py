@@ -27,6 +27,7 @@ from m2stack.zmq_tcp import keep_alive
 log = logging.getLogger("m2stack.doors.dispatched")
 
 IDLE_WAKEUP = 0.25
+LINK_HEARTBEAT = 1.0  # seconds
 # serve(message, request_id): request_id is None for a connection message (no answer owed)
 Serve = Callable[[bytes, "bytes | None"], None]
 
@@ -48,7 +49,9 @@ class DispatcherLink:
         sock.setsockopt(zmq.SNDHWM, 0)  # acknowledgements are never dropped or blocked
         sock.setsockopt(zmq.RCVHWM, 0)  # the dispatcher's credits bound what comes in
         sock.setsockopt(zmq.LINGER, 2000)
-        keep_alive(zmq, sock, settings.keepalive_idle, settings.peer_heartbeat)
+        # ZMTP heartbeats every second: a dispatcher that vanished (a task replaced, with a new
+        # address) is noticed in ~3 s, and libzmq's reconnect resolves the name again.
+        keep_alive(zmq, sock, settings.keepalive_idle, LINK_HEARTBEAT)
         sock.connect(settings.dispatcher)
         self.endpoint = settings.dispatcher
         self._noblock = int(zmq.NOBLOCK)
