@@ -1,5 +1,6 @@
 """The dispatcher's state machine (m2stack.dispatch.core) and its wire (protocol/dispatch.py),
-driven through the public API only: real mongrel2 messages in, outbox messages out."""
+driven through the public API only: real mongrel2 messages in, what it has to send out
+(to_handlers, to_fronts), counters, wants_requests, free_credits, in_flight."""
 
 import json
 
@@ -121,7 +122,7 @@ def split_http(data):
 
 
 # Two ways a handler dies: silent for longer than dead_after, or a send to it failed.
-# The survivors beat at 1.0, the dying one was last seen at 0.0.
+# The survivors are seen at 1.0, the dying one was last seen at 0.0.
 def silent(d, handler):
     d.expire(DEAD_AFTER + 0.5)
 
@@ -133,7 +134,7 @@ def unreachable(d, handler):
 DEATHS = pytest.mark.parametrize("die", [silent, unreachable], ids=["expire", "lost"])
 
 
-# -- credits: least loaded first, wait when none is free ------------------------------------
+# -- credits: the cheapest handler first, wait when none is free ------------------------------------
 
 
 def served_by(d, conns, now=None):
@@ -220,11 +221,12 @@ def test_a_streams_length_is_not_taken_for_slowness():
     assert served_by(d, [2], now=100.0) == [A]
 
 
-def test_a_handler_never_measured_is_tried_first():
+def test_a_new_handler_is_priced_like_its_peers_not_flooded():
     d = dispatcher()
     measured(d)
-    hello(d, C, 2, now=1.0)
-    assert served_by(d, [1, 2, 3], now=1.0) == [C, C, A]
+    hello(d, C, 10, now=1.0)  # priced at the mean of A's 0.25 s and B's 0.5 s
+    # A 0.25 x 1, then C 0.375 x 1, then B 0.5 x 1 (A 0.5 x 2 ties, and was chosen more recently)
+    assert served_by(d, [1, 2, 3], now=1.0) == [A, C, B]
 
 
 def test_with_no_free_credit_a_request_waits_until_a_done_returns_one():
@@ -246,6 +248,20 @@ def test_with_no_free_credit_a_request_waits_until_a_done_returns_one():
     assert drain(d) == []
     assert d.wants_requests
     assert d.counters.dispatched == 2 and d.counters.acknowledged == 2
+
+
+def test_a_stream_under_way_keeps_its_credit_until_done():
+    d = dispatcher()
+    hello(d, A, 1)
+    front(d, http_request(1, path="/events"))
+    _, request_id, _ = only_request(drain(d))
+    ack(d, A, wire.HOLD, request_id)
+    waiting = http_request(2)
+    front(d, waiting)
+    assert drain(d) == [] and d.free_credits == 0 and not d.wants_requests
+    ack(d, A, wire.DONE, request_id)
+    assert only_request(drain(d))[2] == waiting
+    assert d.counters.acknowledged == 1  # HOLD is not an answer
 
 
 def test_requests_wait_without_any_handler_and_go_when_one_says_hello():
@@ -620,10 +636,6 @@ def test_a_disconnect_of_a_kept_websocket_goes_to_its_handler():
     assert d.free_credits == 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core.py _disconnected: for a KEEP'd WebSocket it pops the item from the handler but leaves "
-    "conn.current set, so _forget() keeps the Connection: it stays bound forever (leak), its frames "
-    "still go to the handler and a new request with that connection id is silently ignored"))
 def test_after_the_disconnect_of_a_kept_websocket_nobody_holds_the_connection():
     d = dispatcher()
     hello(d, A, 1)
@@ -637,10 +649,6 @@ def test_after_the_disconnect_of_a_kept_websocket_nobody_holds_the_connection():
     assert is_close(message, 1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core.py _disconnected: the Connection of a disconnected KEEP'd WebSocket is never forgotten "
-    "(conn.current is not cleared), so it stays gone=True and from_front drops any later request "
-    "on that connection id without answering or counting it"))
 def test_after_the_disconnect_of_a_kept_websocket_its_connection_id_can_be_served_again():
     d = dispatcher()
     hello(d, A, 1)
@@ -813,10 +821,6 @@ def test_a_dead_handlers_other_connections_are_each_saved_their_own_way(die):
     assert d.counters.handlers_lost == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core.py expire(): dead handlers are lost one by one, and a retry made while losing the first "
-    "may be handed to a second dead handler not yet removed (the cheapest: never measured); "
-    "that handler's loss then retries it again: a REQ sent to a dead handler, retried counted twice"))
 def test_expire_does_not_hand_a_repeated_request_to_another_dead_handler():
     d = dispatcher()
     for handler in (A, B, C):
@@ -1123,6 +1127,42 @@ def test_what_the_wire_builds_parses_back():
     assert wire.parse_from_dispatcher([wire.WHO]) == (wire.WHO, [])
 
 
+@pytest.mark.parametrize("parts", [
+    wire.request(b"12", http_request(3, method="POST", path="/a", body=b"with spaces , and: 3:x,")),
+    wire.request(b"7", b""),
+    wire.connection_message(ws_frame(4, b"\x81\x03a b")),
+    [wire.WHO],
+    [wire.BYE],
+])
+def test_a_dispatcher_message_survives_its_one_frame(parts):
+    frame = wire.pack(parts)
+    assert isinstance(frame, bytes)
+    assert wire.unpack_from_dispatcher(frame) == parts
+    assert wire.parse_from_dispatcher(wire.unpack_from_dispatcher(frame)) == (parts[0], parts[1:])
+
+
+@pytest.mark.parametrize("parts", [wire.hello(8, 3), wire.ack(wire.DONE, b"41"), wire.ack(wire.HOLD, b"9"),
+                                   [wire.BEAT], [wire.BYE]])
+def test_a_handler_message_survives_its_one_frame(parts):
+    frame = wire.pack(parts)
+    assert wire.unpack_from_handler(frame) == parts
+    assert wire.parse_from_handler(wire.unpack_from_handler(frame)) == (parts[0], parts[1:])
+
+
+@pytest.mark.parametrize("frame", [b"", b"DONE", b"DONE  1", b"DONE 1 ", b"HELLO 2  1", b"HELLO 2 1 1", b"BEAT now",
+                                   b"done 1", b"REQ 1 x"])
+def test_a_bad_handler_frame_is_refused_once_unpacked(frame):
+    with pytest.raises(ProtocolError):
+        wire.parse_from_handler(wire.unpack_from_handler(frame))
+
+
+@pytest.mark.parametrize("frame", [b"", b"REQ", b"REQ x1 message", b"REQ  message", b"WHO you", b"BYE now",
+                                   b"HELLO 1 1", b"NOPE"])
+def test_a_bad_dispatcher_frame_is_refused_once_unpacked(frame):
+    with pytest.raises(ProtocolError):
+        wire.parse_from_dispatcher(wire.unpack_from_dispatcher(frame))
+
+
 @pytest.mark.parametrize("verb", [wire.HELLO, wire.BEAT, wire.BYE, wire.REQ, b"NOPE"])
 def test_ack_refuses_a_verb_that_acknowledges_nothing(verb):
     with pytest.raises(ValueError):
@@ -1139,8 +1179,16 @@ def test_incoming_parse_keeps_the_message_and_its_key():
     assert not Incoming.parse(FRONT, control(12, "ping")).is_disconnect
 
 
-@pytest.mark.parametrize("raw", [b"", b"garbage", b"s 1 / 3:abc,0:,", b"s x / 2:{},0:,",
-                                 encode_request(SENDER, 1, "/", {"PATH": "/"}, b"")])
+@pytest.mark.parametrize("raw", [
+    b"",
+    b"garbage",
+    b"s 1 / 3:abc,0:,",                                                # headers not JSON
+    b"s x / 2:{},0:,",                                                 # connection id not digits
+    encode_request(SENDER, 1, "/", {"PATH": "/"}, b""),                # no METHOD
+    encode_request(SENDER, 1, "@*", {"METHOD": "JSON"}, b"not json"),  # a notice that says nothing
+    encode_request(SENDER, 1, "@*", {"METHOD": "JSON"}, b"[1]"),
+    encode_request(SENDER, 1, "@*", {"METHOD": "JSON"}, b'{"type":"disconnect"}') + b"x",
+])
 def test_incoming_parse_refuses_what_is_not_a_mongrel2_request(raw):
     with pytest.raises(ProtocolError):
         Incoming.parse(FRONT, raw)

@@ -200,6 +200,7 @@ class Dispatcher:
         self._to_handler(item.handler, wire.connection_message(incoming.raw))
         if item.finished:  # a WebSocket binding: nothing more will be acknowledged
             item.handler.items.pop(item.id, None)
+            conn.current = None
             self._forget(conn)
 
     # -- from handlers --------------------------------------------------------------------
@@ -213,6 +214,10 @@ class Dispatcher:
             capacity, free = int(args[0]), int(args[1])
             if handler is None:
                 handler = self.handlers[routing_id] = Handler(routing_id, capacity, free, now)
+                # Priced like its peers until measured: a new handler at cost 0 would get
+                # every request until its credits ran out.
+                measured = [h.latency for h in self.handlers.values() if h.latency]
+                handler.latency = sum(measured) / len(measured) if measured else 0.0
                 log.info("handler joined", extra={"handler": routing_id.hex(), "capacity": capacity})
             else:  # it asked again after a WHO: what is out at it still counts
                 handler.capacity = capacity
@@ -236,9 +241,11 @@ class Dispatcher:
     def _acknowledged(self, handler: Handler, verb: bytes, request_id: bytes) -> None:
         item = handler.items.get(request_id)
         if item is None:
-            # Sent before we restarted (or a repeat): the credit is the handler's again.
+            # Sent before we restarted (or a repeat): the credit is the handler's again, but
+            # never more than what is not out at it.
             if verb != wire.HOLD:
-                handler.free = min(handler.capacity, handler.free + 1)
+                out = sum(not i.finished for i in handler.items.values())
+                handler.free = min(handler.capacity - out, handler.free + 1)
                 self._serve_waiting()
             return
         conn = item.conn
@@ -270,7 +277,10 @@ class Dispatcher:
     def expire(self, now: float) -> None:
         """Handlers silent longer than dead_after are dead: save what they held."""
         self.now = now
-        for handler in [h for h in self.handlers.values() if now - h.last_seen > self.dead_after]:
+        dead = [h for h in self.handlers.values() if now - h.last_seen > self.dead_after]
+        for handler in dead:  # first, so no repeated request goes to another of them
+            handler.leaving = True
+        for handler in dead:
             self.lost(handler.routing_id, why="silent")
 
     def lost(self, routing_id: bytes, *, why: str) -> None:

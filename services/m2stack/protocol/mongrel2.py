@@ -145,9 +145,10 @@ def parse_request(msg: bytes, fast_json: HeaderDecoder | None = None) -> Mongrel
 
 
 def peek_request(msg: bytes, fast_json: HeaderDecoder | None = None) -> tuple[bytes, bytes, str, bytes]:
-    """(sender, conn_id, METHOD, body) of a request message: what a router needs, checked
-    as `parse_request` checks it, at less cost (the body's netstring is read only when
-    METHOD is JSON, whose body says what the notice is)."""
+    """(sender, conn_id, METHOD, body) of a request message: what a router needs, each
+    part checked as `parse_request` checks it, at less cost. The body's netstring is read
+    only when METHOD is JSON (whose body says what the notice is); otherwise it is b"" and
+    left unchecked, for the handler's full parse to refuse."""
     sp1 = msg.find(b" ")
     sp2 = msg.find(b" ", sp1 + 1)
     sp3 = msg.find(b" ", sp2 + 1)
