@@ -20,7 +20,8 @@ import pytest
 from comparison.variants import VARIANTS as TABLE
 from stack import COMPOSE, ROOT
 
-VARIANTS = ["mongrel2-gevent", "mongrel2-eventlet", "wsgi-gevent", "ceiling", "wsgi-granian", "uvicorn-starlette"]
+VARIANTS = ["mongrel2-gevent", "mongrel2-eventlet", "mongrel2-gevent-dispatch", "wsgi-gevent", "ceiling",
+            "wsgi-granian", "uvicorn-starlette"]
 SCENARIOS = ["plaintext", "json"]
 PREFIX = "m2cmptest"
 HANDLERS = 2

@@ -80,21 +80,21 @@ class Stack:
             self.wait_joined(process)
         return started
 
+    def joins(self, handler: HandlerProcess) -> int:
+        """How often the current dispatcher logged this handler joining (again after a WHO
+        when it had dropped it)."""
+        assert handler.process.poll() is None, handler.output()[-3000:]
+        ids = {e.get("routing_id") for e in handler.log_entries()
+               if e.get("message") == "connected to the dispatcher"}
+        return sum(e.get("message") == "handler joined" and e.get("handler") in ids
+                   for e in self.dispatcher.log_entries())
+
     def wait_joined(self, handler: HandlerProcess, timeout: float = 10) -> None:
-        """Until the current dispatcher logged this handler's HELLO."""
-        def joined() -> bool:
-            assert handler.process.poll() is None, handler.output()[-3000:]
-            ids = {e.get("routing_id") for e in handler.log_entries()
-                   if e.get("message") == "connected to the dispatcher"}
-            return any(e.get("message") == "handler joined" and e.get("handler") in ids
-                       for e in self.dispatcher.log_entries())
-        wait_until(joined, timeout, f"handler {handler.process.pid} to join the dispatcher")
+        wait_until(lambda: self.joins(handler), timeout, f"handler {handler.process.pid} to join the dispatcher")
 
     def stop(self) -> None:
         for process in self.handlers:
-            if process.process.poll() is None:
-                os.kill(process.process.pid, signal.SIGCONT)  # a stopped one, too, can die
-            process.stop()
+            process.stop()  # SIGKILL: a stopped one too
         for process in self.dispatchers:
             process.stop()
 
@@ -152,31 +152,6 @@ def get(mongrel2: Mongrel2, path: str, timeout: float = 10) -> tuple[int, dict[s
 
 PIPELINED = (b"GET /sleep?ms=400 HTTP/1.1\r\nHost: x\r\n\r\n"
              b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
-
-
-def unread_from(pid: int, port: int) -> int:
-    """Bytes in the kernel's receive queue of `pid`'s TCP connections to `port`: what a
-    stopped process has been sent and not read."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
-    total = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            remote, queues, inode = fields[2], fields[4], fields[9]
-            if inode in inodes and int(remote.rsplit(":", 1)[1], 16) == port:
-                total += int(queues.split(":")[1], 16)
-    return total
 
 
 # -- 1. pipelining -----------------------------------------------------------------------------
@@ -239,37 +214,42 @@ def test_fast_requests_go_to_the_handler_that_is_not_busy(mongrel2, stack):
 # -- 3. a handler killed outright -------------------------------------------------------------------
 
 def test_a_killed_handlers_gets_are_repeated_and_its_post_gets_503(mongrel2, stack):
-    """The victim has the larger capacity, so it is the least loaded one for every request
-    here. The demo has no slow non-idempotent endpoint (POST /echo answers at once, /sleep
-    takes only GET), so the victim is frozen (SIGSTOP) once its GETs run, then the POST is
-    sent: the dispatcher, which has heard from it less than DEAD_AFTER ago, hands it the POST
-    (seen arriving in its socket's receive queue), and then it is killed, holding six GETs
-    and one POST the dispatcher has not seen acknowledged."""
-    victim, = stack.start_handlers(1, HANDLER_MAX_IN_FLIGHT="64")
-    survivor, = stack.start_handlers(1, HANDLER_MAX_IN_FLIGHT="32")
+    """Six GET /sleep and one POST /sleep (the demo's slow endpoint for a method not safe to
+    repeat) run on the victim when it is killed. To put them all there, whatever the
+    balancing rule, the survivor is frozen (SIGSTOP) until the dispatcher has dropped it
+    as silent, and let go (SIGCONT) once they run: it rejoins after the dispatcher's WHO."""
+    victim, survivor = stack.start_handlers(2)
+    os.kill(survivor.process.pid, signal.SIGSTOP)
+    wait_until(lambda: "handlers=1 " in stack.dispatcher.heartbeat.read_text(), DEAD_AFTER + 4,
+               "the dispatcher to drop the frozen survivor")
     gets = [raw_connection(mongrel2) for _ in range(6)]
     post = raw_connection(mongrel2)
     try:
         for conn in gets:
             conn.sendall(b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
-        wait_until(lambda: victim.in_flight() == 6, 5, "the six GETs to run on the victim")
-        os.kill(victim.process.pid, signal.SIGSTOP)
-        before = unread_from(victim.process.pid, stack.dispatcher.port)
-        body = json.dumps({"pad": "x" * 4000}).encode()
-        post.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
-        wait_until(lambda: unread_from(victim.process.pid, stack.dispatcher.port) >= before + len(body),
-                   DEAD_AFTER / 2, "the POST to reach the stopped victim")
+        post.sendall(b"POST /sleep?ms=1500 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        wait_until(lambda: victim.in_flight() == 7, 1, "the seven requests to run on the victim")
+        os.kill(survivor.process.pid, signal.SIGCONT)
+        wait_until(lambda: stack.joins(survivor) == 2, 1, "the survivor to rejoin")
+        assert victim.in_flight() == 7, "the victim finished requests before it was killed"
         victim.process.kill()
         killed = time.monotonic()
         victim.process.wait()
 
         received = read_until_close(post, timeout=5)
         refused_after = time.monotonic() - killed
-        answers = []
+        answers, extra = [], []
         for conn in gets:
-            answers.append(Reader(conn).response())
-            answers[-1] += (time.monotonic() - killed,)
+            reader = Reader(conn)
+            answers.append((*reader.response(), time.monotonic() - killed))
+            extra.append(reader.buffer)
+        for conn, rest in zip(gets, extra):  # each was answered once: nothing more comes on it
+            conn.settimeout(0.2)
+            try:
+                rest += conn.recv(65536) or b"(closed)"
+            except TimeoutError:
+                pass
+            assert rest == b"", rest[:300]
     finally:
         for conn in [*gets, post]:
             conn.close()
@@ -279,8 +259,12 @@ def test_a_killed_handlers_gets_are_repeated_and_its_post_gets_503(mongrel2, sta
     assert status == 503, received[:500]
     assert headers["content-type"] == "application/json"
     assert headers["retry-after"].isdigit() and headers["connection"] == "close"
-    assert json.loads(rest[: int(headers["content-length"])])["error"]["status"] == 503
-    assert rest[int(headers["content-length"]):] == b"", received  # nothing after it: closed
+    # close-delimited (the dispatcher's 503 has no Content-Length): all that came before
+    # the close is the body, so a second response would break the JSON
+    if "content-length" in headers:
+        assert int(headers["content-length"]) == len(rest), received
+    error = json.loads(rest)["error"]
+    assert error["status"] == 503 and "POST" in error["message"], error
     assert refused_after < 2.0, refused_after
 
     bound = DEAD_AFTER + 1.5 + 2.0  # detection, the repeated sleep, margin for a loaded machine
@@ -291,7 +275,7 @@ def test_a_killed_handlers_gets_are_repeated_and_its_post_gets_503(mongrel2, sta
     lost = [e for e in stack.dispatcher.log_entries() if e.get("message") == "handler lost"]
     assert [e["unacknowledged"] for e in lost] == [7], lost
     # the survivor goes on serving
-    assert get(mongrel2, "/json")[0] == 200
+    assert get(mongrel2, "/json")[1]["x-handler-id"] == survivor.handler_id
 
 
 # -- 4. SIGTERM under load ----------------------------------------------------------------------------
@@ -321,7 +305,8 @@ def test_sigterm_under_steady_load_loses_nothing(mongrel2, stack):
     for thread in threads:
         thread.start()
     try:
-        wait_until(lambda: len({h for _, h in results}) == 2, 5, "both handlers to serve")
+        wait_until(lambda: len(results) >= 100 and len({h for _, h in results}) == 2, 10,
+                   "a hundred requests served, by both handlers")
         signalled = time.monotonic()
         code = leaving.terminate(timeout=15)
         exited = time.monotonic()
@@ -337,6 +322,8 @@ def test_sigterm_under_steady_load_loses_nothing(mongrel2, stack):
     after = Counter(h for t, h in results if t > exited)
     assert set(after) == {staying.handler_id}, after
     assert "Traceback" not in leaving.output(), leaving.output()[-3000:]
+    assert any(e.get("message") == "stopped" and e.get("clean") for e in leaving.log_entries())
+    assert any(e.get("message") == "handler leaving" for e in stack.dispatcher.log_entries())
 
 
 # -- 5. request smuggling ---------------------------------------------------------------------------------
@@ -364,6 +351,9 @@ def test_differing_content_lengths_get_400_and_nothing_else_is_served(mongrel2, 
     paths = [e.get("path") for h in handlers for e in h.log_entries() if "status" in e]
     assert "/plaintext" in paths, paths
     assert "/json" not in paths, paths
+    assert stack.dispatcher.terminate() == 0
+    stopped, = [e for e in stack.dispatcher.log_entries() if e.get("message") == "stopped"]
+    print("DROPPED", stopped)
 
 
 # -- 6. the dispatcher restarted ----------------------------------------------------------------------------
