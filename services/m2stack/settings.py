@@ -84,6 +84,9 @@ class HandlerSettings(msgspec.Struct, frozen=True):
     # How often this handler tells the dispatcher it is alive (it declares a handler silent
     # for DISPATCH_DEAD_AFTER dead): well under that bound.
     dispatch_beat: Annotated[float, Meta(gt=0)] = field(default=0.2, name="HANDLER_DISPATCH_BEAT")
+    # A reply waits for the dispatcher's word when its last answer to a beat is older than
+    # this (a stall): keep it under DISPATCH_DEAD_AFTER, so no reply races a repeat.
+    dispatch_fence: Annotated[float, Meta(gt=0)] = field(default=0.5, name="HANDLER_DISPATCH_FENCE")
     # Seconds between the keep-alive notes a handler sends mongrel2 for each WebSocket it
     # owns: mongrel2's reaper (limits.min_ping, M2_IDLE_TIMEOUT) counts only what the client
     # sends, so a client that only listens would be dropped. Keep it under that. 0: off.
@@ -126,6 +129,9 @@ class DispatcherSettings(msgspec.Struct, frozen=True):
     # Methods whose requests are repeated on another handler when theirs dies. RFC 9110
     # makes PUT and DELETE idempotent too: add them when your app keeps that promise.
     retry_methods: str = field(default="GET,HEAD,OPTIONS", name="DISPATCH_RETRY_METHODS")
+    # Requests the dispatcher holds while no handler has a free credit (lost if it crashes);
+    # past it, they wait in mongrel2. Above 0 so disconnect notices are read meanwhile.
+    max_waiting: Positive = field(default=100, name="DISPATCH_MAX_WAITING")
     # Messages taken from one mongrel2 per turn of the loop (fairness between fronts).
     batch: Positive = field(default=256, name="DISPATCH_BATCH")
     heartbeat_file: str = field(default="/tmp/dispatcher-heartbeat", name="DISPATCH_HEARTBEAT_FILE")

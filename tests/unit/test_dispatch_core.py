@@ -45,8 +45,10 @@ def ws_frame(conn, data=b"\x81\x05hello"):
     return encode_request(SENDER, conn, "/ws", {"PATH": "/ws", "METHOD": "WEBSOCKET", "FLAGS": "0x81"}, data)
 
 
-def dispatcher():
-    return Dispatcher(dead_after=DEAD_AFTER, retry_methods=RETRY)
+def dispatcher(max_waiting=0):
+    """max_waiting 0: nothing is taken from mongrel2 without a free credit, so `wants_requests`
+    says exactly whether a credit is free (the backlog has its own tests)."""
+    return Dispatcher(dead_after=DEAD_AFTER, retry_methods=RETRY, max_waiting=max_waiting)
 
 
 def front(d, raw, address=FRONT, now=None):

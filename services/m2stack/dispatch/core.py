@@ -14,11 +14,15 @@ The rules, in one place:
   arrival order. Of the handlers with a free credit the next request goes to the cheapest:
   (requests out at it + 1) x its moving average of response time ("peak EWMA" as Finagle
   and Linkerd balance): a handler twice as slow gets half the share of its peers, so one
-  slow or CPU-starved handler stops taking the requests it would delay.
+  slow or CPU-starved handler stops taking the requests it would delay. An estimate not
+  refreshed decays towards the handlers' mean (time constant LATENCY_DECAY), so one slow
+  request does not keep a handler out for good: it is tried again, and measured.
 - One request per connection at a time: the next of a connection goes out only when the
   previous one's reply was acknowledged, so pipelined requests are answered in order. A
   reply that closes the connection (CLOSE), or mongrel2's disconnect notice, drops what is
-  queued behind it.
+  queued behind it, never served; so is anything of that connection that arrives later
+  (mongrel2 may have parsed more requests behind a closing one): a closed connection is
+  remembered until its disconnect notice, or for CLOSED_MEMORY seconds.
 - Sticky: disconnect notices and WebSocket frames go to the handler serving or holding
   their connection (HOLD: a stream; KEEP: a WebSocket).
 - A handler silent for `dead_after` seconds is dead. Its unacknowledged requests that are
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -41,6 +46,9 @@ from m2stack.protocol import mongrel2 as m2
 log = logging.getLogger("m2stack.dispatch")
 
 Key = tuple[str, bytes, bytes]  # (front, sender, connection id): conn ids are per mongrel2 process
+
+LATENCY_DECAY = 1.0     # seconds: how fast an estimate not refreshed returns to the mean
+CLOSED_MEMORY = 60.0    # seconds a closed connection is remembered (mongrel2's ids only grow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +106,15 @@ class Handler:
     items: dict[bytes, Item] = field(default_factory=dict)
     leaving: bool = False
     latency: float = 0.0      # moving average of seconds from hand-out to acknowledgement
+    measured_at: float = 0.0
 
-    def cost(self) -> float:
-        """What one more request here is expected to wait; 0 for a handler never measured."""
-        return self.latency * (self.capacity - self.free + 1)
+    def cost(self, now: float, mean: float) -> float:
+        """What one more request here is expected to wait: its latency estimate, decayed
+        towards the mean since it was last measured, times the requests out at it + 1."""
+        latency = self.latency
+        if mean and latency != mean:
+            latency = mean + (latency - mean) * math.exp(-(now - self.measured_at) / LATENCY_DECAY)
+        return latency * (self.capacity - self.free + 1)
 
 
 @dataclass(slots=True)
@@ -119,11 +132,13 @@ def unavailable(sender: bytes, conn_id: bytes, method: str) -> list[bytes]:
     """503 JSON and a close: the handler died with this request, which is not safe to repeat."""
     body = json.dumps({"error": {
         "status": 503,
-        "message": f"the handler serving this request stopped; a {method} is not repeated "
-                   "because it may not be safe to repeat: retry if it is",
+        "message": f"the handler serving this request stopped answering: it may or may not "
+                   f"have run; a {method} is not repeated because that may not be safe: retry "
+                   "if it is",
     }}).encode()
     wire_bytes = http.render_http_response(503, "Service Unavailable", [
-        ("Content-Type", "application/json"), ("Retry-After", "1"), ("Connection", "close"),
+        ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+        ("Retry-After", "1"), ("Connection", "close"),
     ], body)
     return m2.frame_response(sender, (conn_id,), wire_bytes) + m2.frame_close(sender, (conn_id,))
 
@@ -131,9 +146,11 @@ def unavailable(sender: bytes, conn_id: bytes, method: str) -> list[bytes]:
 class Dispatcher:
     LATENCY_WEIGHT = 0.2  # of each new measurement in the moving average
 
-    def __init__(self, *, dead_after: float, retry_methods: frozenset[str]):
+    def __init__(self, *, dead_after: float, retry_methods: frozenset[str], max_waiting: int = 100):
         self.now = 0.0  # the latest time the service told us
         self.dead_after = dead_after
+        self.max_waiting = max_waiting  # requests held here for want of a credit, at most
+        self.closed: dict[Key, float] = {}  # closed connections, oldest first: key -> when
         self.retry_methods = retry_methods
         self.handlers: dict[bytes, Handler] = {}
         self.connections: dict[Key, Connection] = {}
@@ -150,10 +167,16 @@ class Dispatcher:
         return sum(h.free for h in self.handlers.values() if not h.leaving)
 
     @property
+    def room(self) -> int:
+        """How many more messages to take from mongrel2 now: the free credits, plus a
+        small backlog (max_waiting) so that disconnect notices, which need no credit, are
+        still read while every credit is out. What is not taken waits in mongrel2, where a
+        crash of ours cannot lose it."""
+        return self.free_credits + max(0, self.max_waiting - len(self.waiting))
+
+    @property
     def wants_requests(self) -> bool:
-        """Take more from mongrel2 only while a handler can take it: what we have not taken
-        waits in mongrel2, where a crash of ours cannot lose it."""
-        return not self.waiting and any(h.free > 0 and not h.leaving for h in self.handlers.values())
+        return self.room > 0
 
     @property
     def in_flight(self) -> int:
@@ -168,9 +191,13 @@ class Dispatcher:
         conn = self.connections.get(key)
         if incoming.method == "JSON":
             if incoming.is_disconnect:
+                self.closed.pop(key, None)
                 self._disconnected(conn, incoming)
             elif conn is not None and conn.current is not None:
                 self._to_handler(conn.current.handler, wire.connection_message(incoming.raw))
+            return
+        if key in self.closed:  # behind a reply that closed the connection: never served
+            self.counters.dropped += 1
             return
         if incoming.method == "WEBSOCKET":
             if conn is not None and conn.current is not None:
@@ -230,6 +257,7 @@ class Dispatcher:
             return
         handler.last_seen = now
         if verb == wire.BEAT:
+            self._to_handler(handler, [wire.BEAT])  # the answer tells it we still count on it
             return
         if verb == wire.BYE:
             handler.leaving = True
@@ -259,6 +287,7 @@ class Dispatcher:
                 took = max(0.0, self.now - item.sent_at)
                 handler.latency = took if not handler.latency else (
                     handler.latency + self.LATENCY_WEIGHT * (took - handler.latency))
+                handler.measured_at = self.now
         if verb == wire.KEEP:
             item.held = item.finished = True  # the WebSocket's binding: conn.current stays
             self._serve_waiting()
@@ -277,6 +306,11 @@ class Dispatcher:
     def expire(self, now: float) -> None:
         """Handlers silent longer than dead_after are dead: save what they held."""
         self.now = now
+        while self.closed:
+            key, when = next(iter(self.closed.items()))
+            if now - when < CLOSED_MEMORY:
+                break
+            del self.closed[key]
         dead = [h for h in self.handlers.values() if now - h.last_seen > self.dead_after]
         for handler in dead:  # first, so no repeated request goes to another of them
             handler.leaving = True
@@ -339,9 +373,12 @@ class Dispatcher:
     def _least_loaded(self) -> Handler | None:
         """The cheapest handler with a free credit; of equals, the least recently chosen."""
         best, best_cost = None, 0.0
+        measured = [h.latency for h in self.handlers.values() if h.latency]
+        mean = sum(measured) / len(measured) if measured else 0.0
+        now = self.now
         for handler in self.handlers.values():
             if handler.free > 0 and not handler.leaving:
-                cost = handler.cost()
+                cost = handler.cost(now, mean)
                 if best is None or cost < best_cost:
                     best, best_cost = handler, cost
         return best
@@ -367,6 +404,7 @@ class Dispatcher:
         self.counters.dropped += len(conn.queue)
         conn.queue.clear()
         conn.gone = True
+        self.closed[conn.key] = self.now
         if conn.current is None:
             self._forget(conn)
 

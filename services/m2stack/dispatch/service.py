@@ -85,8 +85,9 @@ class Resolver(threading.Thread):
 class DispatcherService:
     def __init__(self, settings: DispatcherSettings):
         self.settings = settings
-        self.core = Dispatcher(dead_after=settings.dead_after, retry_methods=frozenset(
-            m.strip().upper() for m in settings.retry_methods.split(",") if m.strip()))
+        self.core = Dispatcher(dead_after=settings.dead_after, max_waiting=settings.max_waiting,
+                               retry_methods=frozenset(m.strip().upper() for m in
+                                                       settings.retry_methods.split(",") if m.strip()))
         self.context = zmq.Context()
         self.router = self.context.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished handler raises: it is lost at once
@@ -173,11 +174,9 @@ class DispatcherService:
         self.core.from_front(incoming, time.monotonic())
 
     def _take(self, address: str, link: FrontLink, limit: int) -> int:
-        """Up to `limit` messages, and no more than the free credits (each message costs at
-        most one), so nothing taken waits here for a handler."""
-        if self.core.waiting:
-            return 0
-        limit = min(limit, self.core.free_credits)
+        """Up to `limit` messages, and no more than the core has room for (each message
+        costs at most one credit or one place in its small backlog)."""
+        limit = min(limit, self.core.room)
         taken = 0
         while taken < limit:
             try:

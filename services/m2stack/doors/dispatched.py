@@ -8,6 +8,12 @@ through here: they go to the front's SUB socket, as without a dispatcher.
 
 Its routing id is random per process: a restarted handler is a new one to the dispatcher,
 which has already given the old one's requests to others.
+
+The fence: the dispatcher answers each BEAT. A reply goes out only while the last answer
+is recent (HANDLER_DISPATCH_FENCE, under the dispatcher's DISPATCH_DEAD_AFTER); after a
+stall (a blocked hub, a paused container) the handler asks first, and if the answer is
+WHO the dispatcher has taken it for dead and given its requests to others, or answered
+them 503: their replies are withheld, so a client never gets two answers.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ class DispatcherLink:
         self.capacity = settings.max_in_flight
         self.beat_every = settings.dispatch_beat
         self.out = 0               # requests received and not yet answered
+        self.tickets: set[bytes] = set()  # their ids
+        self.stale: set[bytes] = set()    # ids the dispatcher forgot (WHO): never answered
+        self.fence = settings.dispatch_fence
+        self.last_pong = time.monotonic()
         self.leaving = False       # we said BYE
         self.released = False      # the dispatcher answered BYE: no request will follow
         self.closed = False
@@ -67,9 +77,28 @@ class DispatcherLink:
     # -- what the door calls ---------------------------------------------------------------
 
     def acknowledge(self, verb: bytes, request_id: bytes) -> None:
+        if request_id in self.stale:  # the dispatcher forgot it: nothing to acknowledge
+            if verb != wire.HOLD:
+                self.stale.discard(request_id)
+            return
         if verb != wire.HOLD:
             self.out -= 1
+            self.tickets.discard(request_id)
         self._send(wire.ack(verb, request_id))
+
+    def cleared(self, request_id: bytes, limit: float = 2.0) -> bool:
+        """May the reply to `request_id` go out? Not if the dispatcher gave it to another
+        handler (or answered it) because it took this one for dead."""
+        if request_id in self.stale:
+            return False
+        if time.monotonic() - self.last_pong <= self.fence:
+            return True
+        asked = time.monotonic()
+        self._send([wire.BEAT])
+        while self.last_pong < asked and request_id not in self.stale and time.monotonic() - asked < limit:
+            self.hub.sleep(0.002)
+        # No answer at all: the dispatcher is down, and a new one knows nothing to repeat.
+        return request_id not in self.stale
 
     def leave(self, limit: float) -> bool:
         """Say BYE and keep serving what is already on its way, until the dispatcher
@@ -118,12 +147,22 @@ class DispatcherLink:
             return
         if verb == wire.REQ:
             self.out += 1
+            self.tickets.add(args[0])
             self.serve(args[1], args[0])
         elif verb == wire.MSG:
             self.serve(args[0], None)
-        elif verb == wire.WHO:  # it restarted: announce what is free now
+        elif verb == wire.BEAT:
+            self.last_pong = time.monotonic()
+        elif verb == wire.WHO:  # it restarted, or took us for dead: what we hold is not ours
+            if self.tickets:
+                log.warning("the dispatcher forgot this handler: replies to what it holds are withheld",
+                            extra={"withheld": len(self.tickets)})
+            self.stale |= self.tickets
+            self.tickets.clear()
+            self.out = 0
+            self.last_pong = time.monotonic()
             if not self.leaving:
-                self._send(wire.hello(self.capacity, max(0, self.capacity - self.out)))
+                self._send(wire.hello(self.capacity, self.capacity))
             else:
                 self.released = True  # a new dispatcher sends a leaving handler nothing
         elif verb == wire.BYE:

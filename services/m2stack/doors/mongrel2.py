@@ -113,24 +113,42 @@ class Mongrel2Door:
         self.hub.spawn(self.pool, self.handle_message, raw, front)  # blocks while the pool is full
 
     def dispatched(self, raw: bytes, ticket: bytes | None) -> None:
-        """A message from the dispatcher; `ticket` (its request id) is acknowledged when done."""
-        self.hub.spawn(self.pool, self.handle_dispatched, raw, ticket)
+        """A message from the dispatcher; `ticket` (its request id) is acknowledged when done.
+        Requests take a place in the pool (the dispatcher's credits match its size);
+        connection messages (disconnect notices, WebSocket frames) never wait for one."""
+        if ticket is None:
+            self.hub.spawn_background(self.handle_dispatched, raw, None)
+        else:
+            self.hub.spawn(self.pool, self.handle_dispatched, raw, ticket)
 
     def handle_dispatched(self, raw: bytes, ticket: bytes | None) -> None:
-        verb = acks.DONE
+        verb: bytes | None = acks.DONE
         try:
             verb = self.handle_message(raw, None, ticket)
         finally:
-            if ticket is not None and self.link is not None:
+            if ticket is not None and verb is not None and self.link is not None:
                 self.link.acknowledge(verb, ticket)
 
-    def hold(self, ticket: bytes) -> None:
-        """A streamed reply's head is going out: the dispatcher must never repeat it."""
+    def cleared(self, ticket: bytes | None) -> bool:
+        """May this request's reply go out (doors/dispatched.py, the fence)?"""
+        if ticket is None or self.link is None or self.link.cleared(ticket):
+            return True
+        log.warning("reply withheld: the dispatcher gave this request to another handler",
+                    extra={"ticket": ticket.decode()})
+        return False
+
+    def hold(self, ticket: bytes) -> bool:
+        """A streamed reply's head is about to go out: the dispatcher must never repeat it.
+        False: the dispatcher already has (the fence), so nothing may be sent."""
+        if not self.cleared(ticket):
+            return False
         if self.link is not None:
             self.link.acknowledge(acks.HOLD, ticket)
+        return True
 
-    def handle_message(self, raw: bytes, front: Front | None, ticket: bytes | None = None) -> bytes:
-        """Serve one message; how the dispatcher is to take it (DONE, CLOSE or KEEP)."""
+    def handle_message(self, raw: bytes, front: Front | None, ticket: bytes | None = None) -> bytes | None:
+        """Serve one message; how the dispatcher is to take it (DONE, CLOSE or KEEP; None:
+        not at all, the dispatcher forgot it)."""
         try:
             message = protocol.parse_request(raw, _decode_headers)
         except protocol.ProtocolError as exc:
@@ -163,7 +181,10 @@ class Mongrel2Door:
         close = request.wants_close or conflicting_lengths(message.headers) or refused is not None
         status = response.status
         if response.stream is not None:
-            status, close = self.streams.send(front, message, request, response, close=close, ticket=ticket)
+            status, closed = self.streams.send(front, message, request, response, close=close, ticket=ticket)
+            if closed is None:
+                return None
+            close = closed
         else:
             if close:
                 response.headers.append(("Connection", "close"))
@@ -177,6 +198,8 @@ class Mongrel2Door:
                     500, "internal server error", request.request_id))
                 wire = response_bytes(response)
                 status = response.status
+            if not self.cleared(ticket):
+                return None
             self.send(front, message, wire, close=close)
         self.served += 1
         if self.access_log is not None:

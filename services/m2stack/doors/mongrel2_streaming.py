@@ -123,10 +123,11 @@ class Streams:
             stream.gone = True
 
     def send(self, front: Front, message: protocol.Mongrel2Request, request: Request,
-             response: Response, *, close: bool, ticket: bytes | None = None) -> tuple[int, bool]:
+             response: Response, *, close: bool, ticket: bytes | None = None) -> tuple[int, bool | None]:
         """Send `response` (its `stream` set); the status sent, and whether the connection
-        was closed. `ticket`: the dispatcher's request id, told once the head is out (from
-        then on the request must never be repeated)."""
+        was closed (None: nothing was sent, the dispatcher forgot the request). `ticket`:
+        the dispatcher's request id, told before the head goes out (from then on the
+        request must never be repeated)."""
         assert response.stream is not None
         chunks = iter(response.stream)
         try:
@@ -162,6 +163,10 @@ class Streams:
         else:
             close = True
             headers.append(("Connection", "close"))
+        if ticket is not None and not self.door.hold(ticket):  # withheld: nothing may be sent
+            close_stream(chunks)
+            close_stream(response.stream)
+            return response.status, None
         key = (message.sender, message.conn_id)
         stream = Stream(self.door, front, message.sender, message.conn_id)
         self.active[key] = stream
@@ -171,8 +176,6 @@ class Streams:
         ended = "done"
         left = length
         try:
-            if ticket is not None:
-                self.door.hold(ticket)
             stream.write(http.render_http_response(response.status, response.reason, headers, b""))
             chunk = first
             while chunk is not None:

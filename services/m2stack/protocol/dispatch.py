@@ -24,7 +24,9 @@ Dispatcher to handler:
     REQ id message          a request (mongrel2's message, untouched), costing one credit
     MSG message             a message for a connection this handler holds or is serving
                             (disconnect notices, WebSocket frames): no credit, no answer
-    WHO                     I do not know you (I restarted): send HELLO
+    BEAT                    the answer to a BEAT: you are still counted on
+    WHO                     I do not know you (I restarted, or took you for dead): what
+                            you hold may have gone to others; send HELLO
     BYE                     no request will follow: finish what you have and go
 
 Pure: bytes in, bytes out; the sockets belong to the callers.
@@ -40,7 +42,7 @@ REQ, MSG, WHO = b"REQ", b"MSG", b"WHO"
 # The acknowledgements: each names one request.
 ACKS = frozenset({DONE, CLOSE, KEEP, HOLD})
 FROM_HANDLER = frozenset({HELLO, BEAT, BYE} | ACKS)
-FROM_DISPATCHER = frozenset({REQ, MSG, WHO, BYE})
+FROM_DISPATCHER = frozenset({REQ, MSG, BEAT, WHO, BYE})
 
 
 def hello(capacity: int, free: int) -> list[bytes]:
@@ -105,7 +107,7 @@ def parse_from_dispatcher(frames: list[bytes]) -> tuple[bytes, list[bytes]]:
     if not frames or frames[0] not in FROM_DISPATCHER:
         raise ProtocolError(f"unknown message from the dispatcher: {frames[:1]!r}")
     verb, args = frames[0], frames[1:]
-    expected = {REQ: 2, MSG: 1, WHO: 0, BYE: 0}[verb]
+    expected = {REQ: 2, MSG: 1, BEAT: 0, WHO: 0, BYE: 0}[verb]
     if len(args) != expected:
         raise ProtocolError(f"{verb.decode()} takes {expected} frames, got {len(args)}")
     if verb == REQ and not args[0].isdigit():
