@@ -1,12 +1,14 @@
 """The dispatcher's state machine (m2stack.dispatch.core) and its wire (protocol/dispatch.py),
 driven through the public API only: real mongrel2 messages in, what it has to send out
-(to_handlers, to_fronts), counters, wants_requests, free_credits, in_flight."""
+(to_handlers, to_fronts), counters, wants_requests, room, free_credits, in_flight, and the
+tombstones of closed connections (closed)."""
 
 import json
+import math
 
 import pytest
 
-from m2stack.dispatch.core import Dispatcher, Incoming
+from m2stack.dispatch.core import CLOSED_MEMORY, LATENCY_DECAY, Dispatcher, Handler, Incoming
 from m2stack.protocol import dispatch as wire
 from m2stack.protocol.errors import ProtocolError
 from m2stack.protocol.mongrel2 import encode_request, parse_response
@@ -67,6 +69,17 @@ def beat(d, handler, now):
     d.from_handler(handler, [wire.BEAT], now)
 
 
+def pong(handler):
+    """The dispatcher's answer to a known handler's BEAT, as drain() shows it."""
+    return ("handler", handler, [wire.BEAT])
+
+
+def alive(d, handler, now):
+    """A beat that keeps the handler counted on (for tests where time passes); its pong taken."""
+    beat(d, handler, now)
+    assert drain(d) == [pong(handler)]
+
+
 # -- reading what goes out ----------------------------------------------------------------
 
 
@@ -110,6 +123,11 @@ def is_close(message, conn, address=FRONT):
     return message == (address, SENDER, [b"%d" % conn], b"")
 
 
+def key(conn, address=FRONT, sender=SENDER):
+    """A connection's key, as in d.closed."""
+    return (address, sender, b"%d" % conn)
+
+
 def nobody_asks(d, handler, now=0.0):
     """The handler is unknown to the dispatcher: any message of it gets WHO."""
     beat(d, handler, now)
@@ -148,17 +166,28 @@ def served_by(d, conns, now=None):
     return targets
 
 
+MEASURED_AT = 0.5
+
+
 def measured(d):
-    """A and B (capacity 10), A measured at 0.25 s a request, B at 0.5 s: B twice as slow."""
-    hello(d, A, 10)
+    """A and B (capacity 10), both measured at MEASURED_AT, A at 0.25 s a request, B at 0.5 s:
+    B twice as slow. Hand-outs at MEASURED_AT see these estimates as they are (an estimate
+    decays towards the mean only as time passes since it was measured)."""
     hello(d, B, 10)
-    front(d, http_request(901), now=0.0)
-    front(d, http_request(902), now=0.0)
+    hello(d, A, 10)
+    front(d, http_request(901), now=MEASURED_AT - 0.5)   # to B, which joined first
+    front(d, http_request(902), now=MEASURED_AT - 0.25)  # to A: never measured either, chosen less recently
     (first, one, _), (second, two, _) = requests(drain(d))
-    assert (first, second) == (A, B)
-    ack(d, A, wire.DONE, one, now=0.25)
-    ack(d, B, wire.DONE, two, now=0.5)
+    assert (first, second) == (B, A)
+    ack(d, B, wire.DONE, one, now=MEASURED_AT)
+    ack(d, A, wire.DONE, two, now=MEASURED_AT)
     assert drain(d) == []
+    assert (d.handlers[A].latency, d.handlers[B].latency) == (0.25, 0.5)
+
+
+def decayed(latency, mean, since):
+    """An estimate `since` seconds after it was measured, as Handler.cost decays it."""
+    return mean + (latency - mean) * math.exp(-since / LATENCY_DECAY)
 
 
 def test_handlers_never_measured_take_turns():
@@ -180,55 +209,129 @@ def test_a_handler_without_a_free_credit_is_passed_over():
 
 def test_the_next_request_goes_to_the_faster_handler():
     d = dispatcher()
-    measured(d)
+    measured(d)  # the slower joined first
     assert served_by(d, [1], now=1.0) == [A]
-    d2 = dispatcher()  # the same, the other way round: not the order of joining
-    hello(d2, B, 10)
+    d2 = dispatcher()  # the faster joined first: not the order of joining
     hello(d2, A, 10)
+    hello(d2, B, 10)
     front(d2, http_request(901), now=0.0)
     front(d2, http_request(902), now=0.0)
     (first, one, _), (second, two, _) = requests(drain(d2))
-    ack(d2, first, wire.DONE, one, now=0.5)    # B: 0.5 s
-    ack(d2, second, wire.DONE, two, now=0.25)  # A: 0.25 s
+    assert (first, second) == (A, B)
+    ack(d2, B, wire.DONE, two, now=0.5)   # B: 0.5 s
+    ack(d2, A, wire.DONE, one, now=0.25)  # A: 0.25 s
+    # Decayed towards the mean (0.375) by 1.0 s: A at 0.316 still below B at 0.451.
     assert served_by(d2, [1], now=1.0) == [A]
 
 
 def test_a_handler_twice_as_slow_gets_half_the_share():
     # Cost: (requests out + 1) x average response time; of equal costs, the least recently chosen.
+    # At MEASURED_AT, so the estimates are not decayed: A 0.25 s, B 0.5 s.
     d = dispatcher()
     measured(d)
-    targets = served_by(d, range(1, 10), now=1.0)
+    targets = served_by(d, range(1, 10), now=MEASURED_AT)
     assert targets == [A, B, A, A, B, A, A, B, A]
     assert targets.count(A) == 2 * targets.count(B)
+
+
+def test_as_time_passes_the_share_evens_out():
+    # The same hand-outs 1.5 s later: both estimates decayed most of the way to the mean
+    # (A 0.347 s, B 0.403 s), so B takes more than a third: 4 of 9.
+    d = dispatcher()
+    measured(d)
+    later = MEASURED_AT + 1.5
+    a, b = decayed(0.25, 0.375, 1.5), decayed(0.5, 0.375, 1.5)
+    assert a == pytest.approx(0.347, abs=1e-3) and b == pytest.approx(0.403, abs=1e-3)
+    targets = served_by(d, range(1, 10), now=later)
+    assert targets == [A, B, A, B, A, B, A, B, A]
+    assert targets.count(B) == 4
 
 
 def test_response_time_is_a_moving_average():
     d = dispatcher()
     measured(d)
-    front(d, http_request(1), now=1.0)
+    front(d, http_request(1), now=MEASURED_AT)
     target, request_id, _ = only_request(drain(d))
     assert target == A
-    ack(d, A, wire.DONE, request_id, now=3.25)  # one slow answer: 2.25 s; A now about 0.65 s
-    assert served_by(d, [2, 3], now=3.25) == [B, A]  # B 0.5 < 0.65, then A 0.65 < B 2 x 0.5
+    later = MEASURED_AT + 2.25
+    ack(d, A, wire.DONE, request_id, now=later)  # one slow answer: 2.25 s; A now 0.25 + 0.2 x 2.0
+    assert d.handlers[A].latency == pytest.approx(0.65)
+    # B measured 2.25 s ago: 0.5 decayed towards the mean 0.575, about 0.567. B 0.567 < A 0.65,
+    # then A 0.65 < B 2 x 0.567 (had A taken the last measurement as it is, 2.25: B twice).
+    assert decayed(0.5, 0.575, 2.25) == pytest.approx(0.567, abs=1e-3)
+    assert served_by(d, [2, 3], now=later) == [B, A]
 
 
 def test_a_streams_length_is_not_taken_for_slowness():
     d = dispatcher()
     measured(d)
-    front(d, http_request(1, path="/events"), now=1.0)
+    front(d, http_request(1, path="/events"), now=MEASURED_AT)
     target, request_id, _ = only_request(drain(d))
     assert target == A
-    ack(d, A, wire.HOLD, request_id, now=1.1)
-    ack(d, A, wire.DONE, request_id, now=100.0)  # a long stream ends
-    assert served_by(d, [2], now=100.0) == [A]
+    ack(d, A, wire.HOLD, request_id, now=MEASURED_AT + 0.1)
+    ended = MEASURED_AT + 3.0
+    ack(d, A, wire.DONE, request_id, now=ended)  # a stream of 3 s ends: twelve times A's 0.25 s
+    assert (d.handlers[A].latency, d.handlers[A].measured_at) == (0.25, MEASURED_AT)
+    # Not measured: A 0.25 decayed for 3 s towards 0.375 (0.369) < B (0.381). Measured, A
+    # would be at 0.8 and B go first.
+    assert served_by(d, [2], now=ended) == [A]
 
 
 def test_a_new_handler_is_priced_like_its_peers_not_flooded():
     d = dispatcher()
     measured(d)
-    hello(d, C, 10, now=1.0)  # priced at the mean of A's 0.25 s and B's 0.5 s
+    hello(d, C, 10, now=MEASURED_AT)  # priced at the mean of A's 0.25 s and B's 0.5 s
+    assert d.handlers[C].latency == 0.375
     # A 0.25 x 1, then C 0.375 x 1, then B 0.5 x 1 (A 0.5 x 2 ties, and was chosen more recently)
-    assert served_by(d, [1, 2, 3], now=1.0) == [A, C, B]
+    assert served_by(d, [1, 2, 3], now=MEASURED_AT) == [A, C, B]
+
+
+def test_a_cost_is_the_decayed_latency_times_the_requests_out_plus_one():
+    slow = Handler(A, capacity=4, free=2, last_seen=0.0, latency=2.0, measured_at=10.0)
+    assert slow.cost(10.0, 1.0) == 2.0 * 3  # just measured: as it is
+    assert slow.cost(10.0 + LATENCY_DECAY, 1.0) == pytest.approx((1.0 + 1.0 / math.e) * 3)
+    assert slow.cost(10.0 + 3 * LATENCY_DECAY, 1.0) == pytest.approx((1.0 + math.exp(-3)) * 3)
+    assert slow.cost(10.0 + 60 * LATENCY_DECAY, 1.0) == pytest.approx(1.0 * 3)  # back at the mean
+    fast = Handler(B, capacity=4, free=4, last_seen=0.0, latency=0.5, measured_at=10.0)
+    assert fast.cost(10.0 + LATENCY_DECAY, 1.0) == pytest.approx(1.0 - 0.5 / math.e)  # rises to it
+    assert fast.cost(10.0 + LATENCY_DECAY, 0.0) == 0.5  # nothing measured: no mean to decay to
+    assert fast.cost(10.0 + LATENCY_DECAY, 0.5) == 0.5  # at the mean already
+
+
+def slow_once(d):
+    """A and B (capacity 10) both measured at 5.0: A at 0.25 s, B once at 5 s (twenty times
+    as slow; the mean 2.625). Returns when."""
+    hello(d, B, 10)
+    hello(d, A, 10)
+    front(d, http_request(901), now=0.0)   # B
+    front(d, http_request(902), now=4.75)  # A
+    (first, one, _), (second, two, _) = requests(drain(d))
+    assert (first, second) == (B, A)
+    ack(d, B, wire.DONE, one, now=5.0)
+    ack(d, A, wire.DONE, two, now=5.0)
+    assert drain(d) == []
+    return 5.0
+
+
+def test_a_handler_measured_slow_is_avoided_right_after_the_measurement():
+    d = dispatcher()
+    measured_at = slow_once(d)
+    # A 0.25 x (out + 1) stays below B's 5 x 1 for all of A's ten credits: B only when A is full.
+    assert served_by(d, range(1, 12), now=measured_at) == [A] * 10 + [B]
+
+
+def test_a_handler_measured_slow_once_gets_requests_again_after_a_few_latency_decays():
+    d = dispatcher()
+    measured_at = slow_once(d)
+    later = measured_at + 5 * LATENCY_DECAY
+    # Both estimates back near the mean: A 2.609 first, then B 2.641 < A 2 x 2.609.
+    front(d, http_request(1), now=later)
+    front(d, http_request(2), now=later)
+    (first, _, _), (second, b_id, _) = requests(drain(d))
+    assert (first, second) == (A, B)
+    ack(d, B, wire.DONE, b_id, now=later + 0.25)  # tried again, and measured: quick this time
+    assert d.handlers[B].measured_at == later + 0.25
+    assert d.handlers[B].latency == pytest.approx(5.0 + 0.2 * (0.25 - 5.0))
 
 
 def test_with_no_free_credit_a_request_waits_until_a_done_returns_one():
@@ -319,6 +422,102 @@ def test_a_leaving_handlers_free_credits_do_not_count():
     d.from_handler(A, [wire.BYE], 0.0)
     drain(d)
     assert d.free_credits == 0 and not d.wants_requests
+
+
+# -- the backlog: max_waiting requests taken while no credit is free ----------------------------
+
+
+def test_without_a_backlog_room_is_the_free_credits():
+    d = dispatcher()
+    assert d.room == 0
+    hello(d, A, 2)
+    hello(d, B, 1)
+    assert d.room == 3
+    front(d, http_request(1))
+    assert d.room == 2 and d.wants_requests
+
+
+def test_with_a_backlog_requests_are_taken_while_every_credit_is_out_up_to_max_waiting():
+    d = dispatcher(max_waiting=2)
+    hello(d, A, 1)
+    assert d.room == 3  # one credit, two places
+    front(d, http_request(1))
+    _, first, _ = only_request(drain(d))
+    assert d.free_credits == 0 and d.room == 2 and d.wants_requests
+    second, third = http_request(2), http_request(3)
+    front(d, second)
+    assert drain(d) == [] and d.room == 1 and d.wants_requests
+    front(d, third)
+    assert drain(d) == [] and d.room == 0 and not d.wants_requests
+    ack(d, A, wire.DONE, first)
+    _, next_id, raw = only_request(drain(d))
+    assert raw == second and d.room == 1  # the credit went to the first waiting
+    ack(d, A, wire.DONE, next_id)
+    assert only_request(drain(d))[2] == third
+    assert d.room == 2
+
+
+def test_with_a_backlog_and_no_handler_the_room_is_max_waiting():
+    d = dispatcher(max_waiting=3)
+    assert d.room == 3 and d.wants_requests
+    raws = [http_request(conn) for conn in (4, 2, 6)]
+    for raw in raws:
+        front(d, raw)
+    assert drain(d) == [] and not d.wants_requests
+    hello(d, A, 5)
+    assert [raw for _, _, raw in requests(drain(d))] == raws  # in arrival order
+    assert d.room == 2 + 3
+
+
+def test_with_a_backlog_disconnect_notices_are_read_while_every_credit_is_out():
+    d = dispatcher(max_waiting=3)
+    hello(d, A, 1)
+    front(d, http_request(1))
+    _, request_id, _ = only_request(drain(d))
+    front(d, http_request(2))   # waits for the credit
+    later = http_request(3)
+    front(d, later)             # waits behind it
+    assert d.free_credits == 0 and d.wants_requests
+    front(d, disconnect(2))     # the backlog's point: read, though no credit is free
+    assert drain(d) == []       # nobody holds connection 2
+    assert d.counters.dropped == 1
+    notice = disconnect(1)
+    front(d, notice)            # and one for the connection being served goes to its handler
+    assert drain(d) == [("handler", A, [wire.MSG, notice])]
+    ack(d, A, wire.DONE, request_id)
+    assert only_request(drain(d))[2] == later  # not connection 2's
+    assert d.counters.dispatched == 2
+
+
+def test_more_waiting_than_max_waiting_leaves_no_room_not_less():
+    # Repeated requests of a dead handler wait even past the backlog.
+    d = dispatcher(max_waiting=1)
+    hello(d, A, 3)
+    raws = [http_request(conn) for conn in (1, 2, 3)]
+    for raw in raws:
+        front(d, raw)
+    drain(d)
+    d.lost(A, why="Host unreachable")
+    assert drain(d) == [] and len(d.waiting) == 3
+    assert d.room == 0 and not d.wants_requests
+    hello(d, B, 4)
+    assert [raw for _, _, raw in requests(drain(d))] == raws
+    assert d.room == 1 + 1
+
+
+@pytest.mark.xfail(strict=True, reason="core.py bug: room counts the connections waiting for a credit "
+                   "(len(self.waiting)), not the requests held: requests pipelined behind one out at a "
+                   "handler are taken without bound while every credit is out, so max_waiting does not "
+                   "bound what the dispatcher holds (and loses if it crashes)")
+def test_max_waiting_bounds_the_requests_held_while_every_credit_is_out():
+    d = dispatcher(max_waiting=2)
+    hello(d, A, 1)
+    front(d, http_request(1))
+    only_request(drain(d))
+    for n in range(3):  # pipelined on the connection being served: held here, for want of a credit too
+        front(d, http_request(1, path=f"/{n}"))
+        assert drain(d) == []
+    assert not d.wants_requests
 
 
 # -- one request per connection at a time ---------------------------------------------------
@@ -451,15 +650,117 @@ def test_a_close_gives_its_credit_to_a_waiting_request():
     assert only_request(drain(d))[2] == waiting
 
 
-def test_after_a_close_a_new_connection_with_that_id_is_served():
+def close_connection(d, conn=1, handler=A, now=0.0):
+    """A request on `conn` answered with CLOSE at `now`; nothing left out."""
+    front(d, http_request(conn), now=now)
+    target, request_id, _ = only_request(drain(d))
+    assert target == handler
+    ack(d, handler, wire.CLOSE, request_id, now=now)
+    assert drain(d) == []
+    assert key(conn) in d.closed
+
+
+def test_after_a_close_a_later_request_on_that_connection_is_dropped_until_its_disconnect_notice():
+    # mongrel2 may have parsed a smuggled request behind the one that closed: never served.
+    d = dispatcher()
+    hello(d, A, 1)
+    close_connection(d)
+    front(d, http_request(1, path="/smuggled"))
+    assert drain(d) == []
+    assert d.counters.dropped == 1 and d.counters.dispatched == 1
+    assert d.free_credits == 1 and d.in_flight == 0  # it took no credit
+    front(d, http_request(1, path="/smuggled-too"))
+    assert drain(d) == [] and d.counters.dropped == 2
+    front(d, disconnect(1))
+    assert drain(d) == []  # nobody holds the connection: the notice goes nowhere
+    assert key(1) not in d.closed
+    assert d.counters.dropped == 2
+    again = http_request(1, path="/new-client")  # its id is free again
+    front(d, again)
+    assert only_request(drain(d))[2] == again
+
+
+def test_a_closed_connection_is_remembered_for_closed_memory():
+    d = dispatcher()
+    hello(d, A, 1, now=10.0)
+    close_connection(d, now=10.0)
+    alive(d, A, 10.0 + CLOSED_MEMORY - 0.1)
+    d.expire(10.0 + CLOSED_MEMORY - 0.1)
+    front(d, http_request(1, path="/late"))
+    assert drain(d) == [] and d.counters.dropped == 1
+    alive(d, A, 10.0 + CLOSED_MEMORY + 0.1)
+    d.expire(10.0 + CLOSED_MEMORY + 0.1)
+    assert d.closed == {}
+    again = http_request(1, path="/much-later")
+    front(d, again)
+    assert only_request(drain(d))[2] == again
+    assert d.counters.dropped == 1 and d.counters.handlers_lost == 0
+
+
+def test_expire_forgets_only_the_tombstones_older_than_closed_memory():
+    d = dispatcher()
+    hello(d, A, 1)
+    close_connection(d, conn=1, now=0.0)
+    close_connection(d, conn=2, now=30.0)
+    alive(d, A, CLOSED_MEMORY + 1.0)
+    d.expire(CLOSED_MEMORY + 1.0)
+    assert list(d.closed) == [key(2)]
+    one = http_request(1, path="/again")
+    front(d, one)
+    assert only_request(drain(d))[2] == one
+    front(d, http_request(2, path="/again"))
+    assert drain(d) == [] and d.counters.dropped == 1
+
+
+def test_a_tombstone_hides_only_its_own_connection():
+    d = dispatcher()
+    hello(d, A, 4)
+    close_connection(d, conn=7)
+    raws = [(http_request(7), OTHER_FRONT), (http_request(7, sender=b"m2-two"), FRONT), (http_request(8), FRONT)]
+    for raw, address in raws:
+        front(d, raw, address)
+    assert [raw for _, _, raw in requests(drain(d))] == [raw for raw, _ in raws]
+    assert d.counters.dropped == 0
+
+
+def test_what_is_queued_behind_a_close_and_what_arrives_after_it_are_both_dropped():
     d = dispatcher()
     hello(d, A, 1)
     front(d, http_request(1))
     _, request_id, _ = only_request(drain(d))
+    front(d, http_request(1, path="/queued"))
     ack(d, A, wire.CLOSE, request_id)
-    again = http_request(1, path="/new-client")
-    front(d, again)
-    assert only_request(drain(d))[2] == again
+    front(d, http_request(1, path="/after"))
+    assert drain(d) == []
+    assert d.counters.dropped == 2 and d.counters.dispatched == 1
+
+
+def test_a_websocket_frame_or_control_message_on_a_closed_connection_goes_nowhere():
+    d = dispatcher()
+    hello(d, A, 1)
+    close_connection(d)
+    front(d, ws_frame(1))
+    assert drain(d) == []  # dropped: no second close either (the handler's CLOSE closed it)
+    assert d.counters.dropped == 1
+    front(d, control(1, "ping"))
+    assert drain(d) == []
+    assert key(1) in d.closed  # only a disconnect notice lifts it
+
+
+@pytest.mark.xfail(strict=True, reason="core.py bug (minor): a connection whose disconnect notice came "
+                   "while its request was out is tombstoned when that request is acknowledged "
+                   "(_next_of -> _drop), after its notice: the tombstone outlives the notice and is "
+                   "only forgotten after CLOSED_MEMORY")
+@pytest.mark.parametrize("verb", [wire.DONE, wire.CLOSE])
+def test_no_tombstone_outlives_the_disconnect_notice(verb):
+    d = dispatcher()
+    hello(d, A, 1)
+    front(d, http_request(1))
+    _, request_id, _ = only_request(drain(d))
+    front(d, disconnect(1))
+    assert drain(d) == [("handler", A, [wire.MSG, disconnect(1)])]
+    ack(d, A, verb, request_id, now=0.5)
+    assert key(1) not in d.closed
 
 
 # -- mongrel2's disconnect notice and other control messages ---------------------------------
@@ -621,7 +922,11 @@ def test_close_of_a_kept_websocket_releases_it_without_a_second_credit():
     ack(d, target, wire.CLOSE, request_id)
     assert drain(d) == []
     assert d.free_credits == 1  # not 2: the KEEP already gave the handshake's back
-    front(d, ws_frame(1))
+    front(d, ws_frame(1))  # a late frame: dropped (the handler's CLOSE closed the connection)
+    assert drain(d) == [] and d.counters.dropped == 1
+    front(d, disconnect(1))
+    drain(d)
+    front(d, ws_frame(1))  # its notice came: nobody holds it now
     [message] = at_fronts(drain(d))
     assert is_close(message, 1)
 
@@ -733,12 +1038,18 @@ def test_the_post_of_a_dead_handler_gets_a_503_and_its_connection_closes(die):
     assert headers["Retry-After"] == "1"
     assert headers["Connection"] == "close"
     assert headers["Content-Type"] == "application/json"
+    assert int(headers["Content-Length"]) == len(body) > 0
     error = json.loads(body)["error"]
     assert error["status"] == 503
     assert "POST" in error["message"]
+    assert "may or may not have run" in error["message"]
     assert is_close(close, 3)
     assert d.counters.refused == 1 and d.counters.dropped == 2 and d.counters.retried == 0
-    front(d, http_request(3, path="/after"))  # the connection is forgotten: a new one is served
+    front(d, http_request(3, path="/after"))  # parsed behind it before the close: dropped
+    assert drain(d) == [] and d.counters.dropped == 3
+    front(d, disconnect(3))
+    assert drain(d) == []
+    front(d, http_request(3, path="/new-client"))  # after its notice the id is served again
     assert only_request(drain(d))[0] == B
 
 
@@ -770,6 +1081,9 @@ def test_a_held_request_of_a_dead_handler_is_not_repeated_its_connection_closes(
     assert is_close(message, 5)
     assert d.counters.closed == 1 and d.counters.retried == 0 and d.counters.refused == 0
     assert d.counters.dropped == 1
+    front(d, http_request(5, path="/later"))
+    assert drain(d) == [] and d.counters.dropped == 2
+    assert key(5) in d.closed
 
 
 @DEATHS
@@ -784,7 +1098,11 @@ def test_a_kept_websocket_of_a_dead_handler_is_closed(die):
     [message] = at_fronts(out)
     assert is_close(message, 8)
     assert d.counters.closed == 1
-    front(d, ws_frame(8))  # nobody holds it now
+    front(d, ws_frame(8))  # sent before the close reached mongrel2: dropped, closed already
+    assert drain(d) == [] and d.counters.dropped == 1
+    front(d, disconnect(8))
+    assert drain(d) == []
+    front(d, ws_frame(8))  # after its notice, nobody holds it
     [message] = at_fronts(drain(d))
     assert is_close(message, 8)
 
@@ -954,7 +1272,7 @@ def test_a_leaving_handler_is_removed_after_its_last_acknowledgement():
     drain(d)
     ack(d, A, wire.DONE, one)
     beat(d, A, 0.1)
-    assert drain(d) == []  # still known: one is still out
+    assert drain(d) == [pong(A)]  # still known and counted on: one is still out
     ack(d, A, wire.CLOSE, two)
     assert drain(d) == []
     assert nobody_asks(d, A)
@@ -972,6 +1290,36 @@ def test_a_leaving_handlers_queued_pipelined_request_goes_to_another():
     drain(d)
     ack(d, A, wire.DONE, request_id)
     assert only_request(drain(d))[::2] == (B, second)
+
+
+# -- BEAT: answered, so a handler knows it is still counted on -----------------------------------
+
+
+def test_a_beat_from_a_known_handler_is_answered_with_a_beat_to_it():
+    d = dispatcher()
+    hello(d, A, 2)
+    hello(d, B, 1)
+    front(d, http_request(1))
+    drain(d)
+    beat(d, B, 0.5)
+    out = drain(d)
+    assert out == [pong(B)]
+    assert to_handlers(out) == [(B, wire.BEAT, [])]  # a valid dispatcher message
+    assert d.free_credits == 2 and d.in_flight == 1 and d.counters.dispatched == 1
+    beat(d, A, 0.6)
+    assert drain(d) == [pong(A)]
+    assert d.handlers[A].last_seen == 0.6
+
+
+def test_a_beat_from_a_handler_taken_for_dead_gets_who_not_a_pong():
+    d = dispatcher()
+    hello(d, A, 1)
+    hello(d, B, 1, now=1.0)
+    d.expire(DEAD_AFTER + 0.5)
+    beat(d, A, DEAD_AFTER + 0.6)
+    assert drain(d) == [("handler", A, [wire.WHO])]
+    beat(d, B, DEAD_AFTER + 0.6)
+    assert drain(d) == [pong(B)]
 
 
 # -- unknown handlers, WHO, and credits the dispatcher did not count ----------------------------
@@ -996,7 +1344,7 @@ def test_hello_after_who_registers_the_handler():
     assert only_request(drain(d))[::2] == (A, raw)
     assert not d.wants_requests  # its one free credit was taken
     beat(d, A, 0.5)
-    assert drain(d) == []  # known now: no WHO
+    assert drain(d) == [pong(A)]  # known now: a pong, no WHO
 
 
 def test_an_ack_for_an_unknown_request_gives_a_credit_back_capped_at_capacity():
