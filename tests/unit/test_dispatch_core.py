@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from m2stack.dispatch.core import CLOSED_MEMORY, LATENCY_DECAY, Dispatcher, Handler, Incoming
+from m2stack.dispatch.core import CLOSED_MEMORY, LATENCY_DECAY, PIPELINE_DEPTH, Dispatcher, Handler, Incoming
 from m2stack.protocol import dispatch as wire
 from m2stack.protocol.errors import ProtocolError
 from m2stack.protocol.mongrel2 import encode_request, parse_response
@@ -505,19 +505,24 @@ def test_more_waiting_than_max_waiting_leaves_no_room_not_less():
     assert d.room == 1 + 1
 
 
-@pytest.mark.xfail(strict=True, reason="core.py bug: room counts the connections waiting for a credit "
-                   "(len(self.waiting)), not the requests held: requests pipelined behind one out at a "
-                   "handler are taken without bound while every credit is out, so max_waiting does not "
-                   "bound what the dispatcher holds (and loses if it crashes)")
-def test_max_waiting_bounds_the_requests_held_while_every_credit_is_out():
+def test_a_connection_pipelining_deeper_than_the_limit_is_closed():
+    """What one connection has queued here is bounded: past PIPELINE_DEPTH the dispatcher
+    closes it (the one being served still finishes), and takes nothing more of it."""
     d = dispatcher(max_waiting=2)
     hello(d, A, 1)
     front(d, http_request(1))
-    only_request(drain(d))
-    for n in range(3):  # pipelined on the connection being served: held here, for want of a credit too
+    _, request_id, _ = only_request(drain(d))
+    for n in range(PIPELINE_DEPTH):
         front(d, http_request(1, path=f"/{n}"))
         assert drain(d) == []
-    assert not d.wants_requests
+    front(d, http_request(1, path="/one-too-many"))
+    (where, front_name, message), = drain(d)
+    assert where == "front" and parse_response(message)[2] == b""  # closed at its front
+    assert d.counters.dropped == PIPELINE_DEPTH + 1
+    front(d, http_request(1, path="/after"))
+    assert drain(d) == [] and d.counters.dropped == PIPELINE_DEPTH + 2
+    ack(d, A, wire.DONE, request_id)
+    assert drain(d) == []  # nothing of it is served after the close
 
 
 # -- one request per connection at a time ---------------------------------------------------
@@ -747,10 +752,6 @@ def test_a_websocket_frame_or_control_message_on_a_closed_connection_goes_nowher
     assert key(1) in d.closed  # only a disconnect notice lifts it
 
 
-@pytest.mark.xfail(strict=True, reason="core.py bug (minor): a connection whose disconnect notice came "
-                   "while its request was out is tombstoned when that request is acknowledged "
-                   "(_next_of -> _drop), after its notice: the tombstone outlives the notice and is "
-                   "only forgotten after CLOSED_MEMORY")
 @pytest.mark.parametrize("verb", [wire.DONE, wire.CLOSE])
 def test_no_tombstone_outlives_the_disconnect_notice(verb):
     d = dispatcher()

@@ -49,6 +49,10 @@ Key = tuple[str, bytes, bytes]  # (front, sender, connection id): conn ids are p
 
 LATENCY_DECAY = 1.0     # seconds: how fast an estimate not refreshed returns to the mean
 CLOSED_MEMORY = 60.0    # seconds a closed connection is remembered (mongrel2's ids only grow)
+# Requests one connection may have queued here behind the one being served. A client that
+# pipelines deeper is closed: what the dispatcher holds stays bounded per connection (and
+# a crash of it loses little), and one client cannot take the intake of every other.
+PIPELINE_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,7 @@ class Connection:
     current: Item | None = None          # the request out at a handler (or the KEEP binding)
     queue: deque[Incoming] = field(default_factory=deque)
     gone: bool = False                   # disconnected or closed: nothing more is served
+    notified: bool = False               # mongrel2's disconnect notice came: no tombstone
     waiting: bool = False                # its head request waits for a credit
 
 
@@ -210,6 +215,12 @@ class Dispatcher:
         if conn.gone:
             return
         if conn.current is not None or conn.waiting:
+            if len(conn.queue) >= PIPELINE_DEPTH:
+                log.warning("connection closed: pipelined too deep", extra={"depth": len(conn.queue)})
+                self.counters.dropped += 1
+                self._close_at_front(key)
+                self._drop(conn)
+                return
             conn.queue.append(incoming)  # pipelined: it waits for the one before it
             return
         self._hand_out(conn, incoming)
@@ -219,7 +230,7 @@ class Dispatcher:
             return  # an idle connection: nobody holds it
         self.counters.dropped += len(conn.queue)
         conn.queue.clear()
-        conn.gone = True
+        conn.gone = conn.notified = True
         item = conn.current
         if item is None:
             self._forget(conn)
@@ -404,7 +415,8 @@ class Dispatcher:
         self.counters.dropped += len(conn.queue)
         conn.queue.clear()
         conn.gone = True
-        self.closed[conn.key] = self.now
+        if not conn.notified:
+            self.closed[conn.key] = self.now
         if conn.current is None:
             self._forget(conn)
 
