@@ -19,8 +19,25 @@ from .stack import GENERATOR_SERVICES, Stack, http
 BACKING_SERVICES = ("db",)  # behind the server: its CPU is in cpu_s_per_1k, not in serving_cpu_s
 
 
+SETTLE_LIMIT = 180.0  # seconds a server may take to work off the previous scenario's backlog
+
+
+def settle(stack: Stack) -> float:
+    """Wait until the server answers a cheap request again; the seconds it took. A server
+    with a thread per request (the granian peer) queues what it cannot run: after the
+    sleep scenario it can be minutes behind, and the next scenario would measure that."""
+    began = time.monotonic()
+    while time.monotonic() - began < SETTLE_LIMIT:
+        status, _ = http(stack.url + "/plaintext", "GET", None, {}, timeout=5)
+        if isinstance(status, int):
+            break
+        time.sleep(0.5)
+    return time.monotonic() - began
+
+
 def check_endpoints(stack: Stack, scenario: Scenario) -> str | None:
     """None when the variant serves every endpoint of the scenario, else why not."""
+    settle(stack)
     for request in probes(scenario):
         body = request.body.encode() if request.body is not None else None
         status, _ = http(stack.url + request.path, request.method, body, request.headers, timeout=30)
