@@ -52,10 +52,10 @@ def load(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
         raise SettingsError(f"setting {name}={values.get(name, '')!r}: {reason}") from None
 
 
-class HandlerSettings(msgspec.Struct, frozen=True):
-    """A Mongrel2 handler process (the Mongrel2 front door and its healthcheck)."""
+class FrontSettings(msgspec.Struct, frozen=True):
+    """How a process finds and keeps its mongrel2s: a handler, or the dispatcher."""
 
-    # Mongrel2's handler sockets: it binds both, handlers connect.
+    # Mongrel2's handler sockets: it binds both, handlers (or the dispatcher) connect.
     requests_endpoint: str = field(default="tcp://127.0.0.1:9997", name="M2_REQUESTS_ENDPOINT")
     responses_endpoint: str = field(default="tcp://127.0.0.1:9996", name="M2_RESPONSES_ENDPOINT")
     # Seconds between DNS look-ups of the front name (the host of the endpoints above; e.g.
@@ -66,6 +66,11 @@ class HandlerSettings(msgspec.Struct, frozen=True):
     keepalive_idle: Annotated[int, Meta(ge=1)] = field(default=60, name="M2_KEEPALIVE_IDLE")
     # ZMTP heartbeat: libzmq pings each peer this often and drops it after 3 missed (0: off).
     peer_heartbeat: Seconds = field(default=10.0, name="M2_PEER_HEARTBEAT")
+
+
+class HandlerSettings(FrontSettings, frozen=True):
+    """A Mongrel2 handler process (the Mongrel2 front door and its healthcheck)."""
+
     # Greenlets per process; when all are busy the loop stops pulling (back-pressure).
     max_in_flight: Positive = field(default=10_000, name="HANDLER_MAX_IN_FLIGHT")
     # Small, so little is queued in a handler that dies.
@@ -113,15 +118,10 @@ class HandlerSettings(msgspec.Struct, frozen=True):
     batch_scheduling: bool = field(default=True, name="HANDLER_SCHED_BATCH")
 
 
-class DispatcherSettings(msgspec.Struct, frozen=True):
-    """The dispatcher between mongrel2 and the handlers (m2stack.dispatch)."""
+class DispatcherSettings(FrontSettings, frozen=True):
+    """The dispatcher between mongrel2 and the handlers (m2stack.dispatch); it finds the
+    fronts as a handler does."""
 
-    # Mongrel2's sockets, as for a handler: the fronts are found by resolving the host.
-    requests_endpoint: str = field(default="tcp://127.0.0.1:9997", name="M2_REQUESTS_ENDPOINT")
-    responses_endpoint: str = field(default="tcp://127.0.0.1:9996", name="M2_RESPONSES_ENDPOINT")
-    fronts_refresh: Seconds = field(default=5.0, name="M2_FRONTS_REFRESH")
-    keepalive_idle: Annotated[int, Meta(ge=1)] = field(default=60, name="M2_KEEPALIVE_IDLE")
-    peer_heartbeat: Seconds = field(default=10.0, name="M2_PEER_HEARTBEAT")
     # Where handlers connect.
     bind: str = field(default="tcp://*:9995", name="DISPATCH_BIND")
     # A handler silent this long is dead: what it had is repeated (if safe) or answered 503.

@@ -384,3 +384,13 @@ class Load:
 
     def started_after(self, moment: float) -> list[Outcome]:
         return [o for o in self.snapshot() if o.started > moment]
+
+
+def report(what: str, **figures) -> None:
+    print(f"\n[measured] {what}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def wait_outcomes(load: Load, count: int, what: str, timeout: float = 30) -> None:
+    """Until `count` more requests of the load have finished (the load is being served)."""
+    target = len(load.snapshot()) + count
+    wait_until(lambda: len(load.snapshot()) >= target, timeout, f"{count} requests {what}")

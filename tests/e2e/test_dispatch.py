@@ -22,7 +22,7 @@ from collections import Counter
 import pytest
 import requests
 
-from stack import DISPATCH, HUNG, GaugeWatch, Load, kill_9
+from stack import DISPATCH, HUNG, GaugeWatch, Load, kill_9, report, wait_outcomes
 from support import parse_head, read_until_close, wait_until
 
 DEAD_AFTER = 1.0        # DISPATCH_DEAD_AFTER: a silent handler is dead after this
@@ -31,15 +31,6 @@ STACK = {"purpose": "dispatch", "processes": 4,
          "env": {"M2_IDLE_TIMEOUT": str(IDLE_TIMEOUT), "DISPATCH_DEAD_AFTER": str(DEAD_AFTER),
                  "ACCESS_LOG": "false"}}
 pytestmark = pytest.mark.parametrize("stack", DISPATCH, indirect=True, scope="module")
-
-
-def report(what: str, **figures) -> None:
-    print(f"\n[measured] {what}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
-
-
-def wait_outcomes(load: Load, count: int, what: str, timeout: float = 30) -> None:
-    target = len(load.snapshot()) + count
-    wait_until(lambda: len(load.snapshot()) >= target, timeout, f"{count} requests {what}")
 
 
 def p99(seconds: list[float]) -> float:

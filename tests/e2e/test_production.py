@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from comparison.variants import VARIANTS
-from stack import CLOSED, COMPOSE, DEMO, HUNG, MONGREL2, ROOT, GaugeWatch, Load, Stack, kill_9
+from stack import CLOSED, COMPOSE, DEMO, HUNG, MONGREL2, ROOT, GaugeWatch, Load, Stack, kill_9, report, wait_outcomes
 from support import parse_head, send_raw, wait_until
 
 IDLE_TIMEOUT = 8        # M2_IDLE_TIMEOUT for these stacks: mongrel2's reaper bound
@@ -31,16 +31,6 @@ STACK = {"purpose": "prod", "processes": {"mongrel2": 4, "wsgi": 2},
          "env": {"M2_IDLE_TIMEOUT": str(IDLE_TIMEOUT), "HANDLER_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)}}
 every_variant = pytest.mark.parametrize("stack", DEMO, indirect=True, scope="module")
 behind_mongrel2 = pytest.mark.parametrize("stack", MONGREL2, indirect=True, scope="module")
-
-
-def report(what: str, **figures) -> None:
-    print(f"\n[measured] {what}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
-
-
-def wait_outcomes(load: Load, count: int, what: str, timeout: float = 30) -> None:
-    """Until `count` more requests of the load have finished (the load is being served)."""
-    target = len(load.snapshot()) + count
-    wait_until(lambda: len(load.snapshot()) >= target, timeout, f"{count} requests {what}")
 
 
 def in_flight_on_each(stack: Stack, count: int, watch: GaugeWatch) -> dict[str, float]:

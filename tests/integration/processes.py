@@ -53,7 +53,31 @@ class Mongrel2:
         self.log.close()
 
 
-class HandlerProcess:
+class _Process:
+    """A process of ours with its output in a log file."""
+
+    process: subprocess.Popen
+    log_path: Path
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def log_entries(self) -> list[dict]:
+        return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
+
+    def terminate(self, timeout: float = 15) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+class HandlerProcess(_Process):
     """`python -m m2stack.run_<hub>`, its metrics on a port of its own."""
 
     def __init__(self, hub: str, mongrel2: Mongrel2 | None, tmp: Path, *,
@@ -91,22 +115,6 @@ class HandlerProcess:
     def in_flight(self) -> float:
         return self.metrics().value("m2stack_in_flight_requests")
 
-    def output(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def log_entries(self) -> list[dict]:
-        return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
-
-    def terminate(self, timeout: float = 15) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
 
 
 class Gunicorn:
@@ -158,7 +166,7 @@ class Gunicorn:
         self.log.close()
 
 
-class DispatcherProcess:
+class DispatcherProcess(_Process):
     """`python -m m2stack.run_dispatcher` in front of one mongrel2; handlers join it with
     `HandlerProcess(..., HANDLER_DISPATCHER=dispatcher.endpoint)`."""
 
@@ -179,19 +187,3 @@ class DispatcherProcess:
                    "the dispatcher to start")
         assert self.process.poll() is None, self.output()
 
-    def output(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def log_entries(self) -> list[dict]:
-        return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
-
-    def terminate(self, timeout: float = 15) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()

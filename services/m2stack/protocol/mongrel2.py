@@ -102,13 +102,9 @@ def _json_object(text: bytes | str, what: str, *, strict: bool = True) -> dict[s
 HeaderDecoder = Callable[[bytes], dict[str, "str | list[str]"]]
 
 
-def parse_request(msg: bytes, fast_json: HeaderDecoder | None = None) -> Mongrel2Request:
-    """Parse one request message as Mongrel2 sends it to a handler.
-
-    `fast_json`, if given, decodes JSON headers first (e.g. msgspec's C decoder, typed
-    to a dict of str or list of str); anything it refuses goes to the tolerant parser
-    here, which decides. Callers choose speed; this module stays standard library only."""
-    # Three space-separated tokens; find() + slicing, no split() of the body.
+def _prefix(msg: bytes) -> tuple[int, int, int, bytes]:
+    """The three spaces after SENDER, CONN_ID and PATH, and the connection id: find() and
+    slicing, no split() of the body."""
     sp1 = msg.find(b" ")
     sp2 = msg.find(b" ", sp1 + 1)
     sp3 = msg.find(b" ", sp2 + 1)
@@ -117,30 +113,52 @@ def parse_request(msg: bytes, fast_json: HeaderDecoder | None = None) -> Mongrel
     conn_id = msg[sp1 + 1 : sp2]
     if not conn_id.isdigit():  # also rejects empty; bytes.isdigit is ASCII-only
         raise ProtocolError(f"connection id {conn_id!r} is not ASCII digits")
-    try:
-        tag, start, stop = tnetstring.scan(msg, sp3 + 1)
-        if tag == _RBRACE:
-            headers = _tnet_headers(msg, start, stop)
-        elif tag == _COMMA:
-            headers = _json_headers(msg[start:stop], fast_json)
-        else:
-            raise ProtocolError(f"headers end in {chr(tag)!r}, not ',' or '}}'")
-        tag, start, body_stop = tnetstring.scan(msg, stop + 1)
-    except TNetStringError as exc:
-        raise ProtocolError(f"bad netstring: {exc}") from exc
-    if tag != _COMMA:
-        raise ProtocolError("body netstring does not end in ','")
-    if body_stop + 1 != len(msg):
-        raise ProtocolError("trailing bytes after body")
+    return sp1, sp2, sp3, conn_id
+
+
+def _headers(msg: bytes, pos: int, fast_json: HeaderDecoder | None) -> tuple[dict[str, str | list[str]], int, str]:
+    """The headers netstring at `pos`: (headers, where it ends, METHOD). Raises
+    TNetStringError for the caller to turn into a ProtocolError."""
+    tag, start, stop = tnetstring.scan(msg, pos)
+    if tag == _RBRACE:
+        headers = _tnet_headers(msg, start, stop)
+    elif tag == _COMMA:
+        headers = _json_headers(msg[start:stop], fast_json)
+    else:
+        raise ProtocolError(f"headers end in {chr(tag)!r}, not ',' or '}}'")
     method = headers.get("METHOD")
     if not method or not isinstance(method, str):
         raise ProtocolError("METHOD header missing or empty")
+    return headers, stop, method
+
+
+def _body(msg: bytes, pos: int) -> bytes:
+    tag, start, stop = tnetstring.scan(msg, pos)
+    if tag != _COMMA:
+        raise ProtocolError("body netstring does not end in ','")
+    if stop + 1 != len(msg):
+        raise ProtocolError("trailing bytes after body")
+    return msg[start:stop]
+
+
+def parse_request(msg: bytes, fast_json: HeaderDecoder | None = None) -> Mongrel2Request:
+    """Parse one request message as Mongrel2 sends it to a handler.
+
+    `fast_json`, if given, decodes JSON headers first (e.g. msgspec's C decoder, typed
+    to a dict of str or list of str); anything it refuses goes to the tolerant parser
+    here, which decides. Callers choose speed; this module stays standard library only."""
+    sp1, sp2, sp3, conn_id = _prefix(msg)
+    try:
+        headers, stop, _ = _headers(msg, sp3 + 1, fast_json)
+        body = _body(msg, stop + 1)
+    except TNetStringError as exc:
+        raise ProtocolError(f"bad netstring: {exc}") from exc
     return Mongrel2Request(
         sender=msg[:sp1],
         conn_id=conn_id,
         path=msg[sp2 + 1 : sp3].decode("utf-8", "surrogateescape"),
         headers=headers,
-        body=msg[start:body_stop],
+        body=body,
     )
 
 
@@ -149,31 +167,10 @@ def peek_request(msg: bytes, fast_json: HeaderDecoder | None = None) -> tuple[by
     part checked as `parse_request` checks it, at less cost. The body's netstring is read
     only when METHOD is JSON (whose body says what the notice is); otherwise it is b"" and
     left unchecked, for the handler's full parse to refuse."""
-    sp1 = msg.find(b" ")
-    sp2 = msg.find(b" ", sp1 + 1)
-    sp3 = msg.find(b" ", sp2 + 1)
-    if sp1 <= 0 or sp2 < 0 or sp3 < 0:
-        raise ProtocolError("expected 'SENDER CONN_ID PATH ' prefix")
-    conn_id = msg[sp1 + 1 : sp2]
-    if not conn_id.isdigit():
-        raise ProtocolError(f"connection id {conn_id!r} is not ASCII digits")
+    sp1, _, sp3, conn_id = _prefix(msg)
     try:
-        tag, start, stop = tnetstring.scan(msg, sp3 + 1)
-        if tag == _RBRACE:
-            headers = _tnet_headers(msg, start, stop)
-        elif tag == _COMMA:
-            headers = _json_headers(msg[start:stop], fast_json)
-        else:
-            raise ProtocolError(f"headers end in {chr(tag)!r}, not ',' or '}}'")
-        method = headers.get("METHOD")
-        if not method or not isinstance(method, str):
-            raise ProtocolError("METHOD header missing or empty")
-        body = b""
-        if method == "JSON":
-            tag, start, body_stop = tnetstring.scan(msg, stop + 1)
-            if tag != _COMMA or body_stop + 1 != len(msg):
-                raise ProtocolError("bad body netstring")
-            body = msg[start:body_stop]
+        _, stop, method = _headers(msg, sp3 + 1, fast_json)
+        body = _body(msg, stop + 1) if method == "JSON" else b""
     except TNetStringError as exc:
         raise ProtocolError(f"bad netstring: {exc}") from exc
     return msg[:sp1], conn_id, method, body
