@@ -94,7 +94,9 @@ def test_a_killed_dispatcher_is_replaced_and_found(swarm):
     assert report["mismatched"] == 0
     # Lost: at most what the dead dispatcher held, one per client connection (4 per front).
     assert report["failed"] <= 4 * FRONTS, report["failures"]
-    # The handlers found the new task by themselves, within seconds of it running.
-    assert first_ok is not None and ok_after[0] - running <= 10, (first_ok, running - killed_at)
+    # The handlers found the new task by themselves, within seconds of Swarm listing it (it
+    # does once the task is healthy). Resolving the name in libzmq's I/O thread took 10 s
+    # here and stalled every reply with it.
+    assert first_ok is not None and ok_after[0] - running <= 5, (first_ok, running - killed_at)
     assert sorted(c["id"] for c in swarm.containers("handler")) == handlers_before
     assert sorted(c["id"] for c in swarm.containers("mongrel2")) == fronts_before

@@ -9,6 +9,12 @@ through here: they go to the front's SUB socket, as without a dispatcher.
 Its routing id is random per process: a restarted handler is a new one to the dispatcher,
 which has already given the old one's requests to others.
 
+The dispatcher's name is resolved here (off the hub's thread) and the socket connected to
+the address, never to the name: libzmq resolves names in its I/O thread, which every
+socket of the process shares, so one slow lookup (a replaced Swarm task, gone from DNS
+for seconds) stalled every reply to mongrel2 with it. When the dispatcher stops answering
+beats, the name is looked up again, and a new address (its replacement) is followed.
+
 The fence: the dispatcher answers each BEAT. A reply goes out only while the last answer
 is recent (HANDLER_DISPATCH_FENCE, under the dispatcher's DISPATCH_DEAD_AFTER); after a
 stall (a blocked hub, a paused container) the handler asks first, and if the answer is
@@ -28,12 +34,14 @@ from m2stack.hubs import Hub
 from m2stack.protocol import dispatch as wire
 from m2stack.protocol.errors import ProtocolError
 from m2stack.settings import HandlerSettings
-from m2stack.zmq_tcp import keep_alive
+from m2stack.zmq_tcp import endpoint_at, keep_alive, split_endpoint
 
 log = logging.getLogger("m2stack.doors.dispatched")
 
 IDLE_WAKEUP = 0.25
 LINK_HEARTBEAT = 1.0  # seconds
+# Beats unanswered this long: look the dispatcher's name up again (it may have moved).
+REFIND_AFTER = 1.0
 # serve(message, request_id): request_id is None for a connection message (no answer owed)
 Serve = Callable[[bytes, "bytes | None"], None]
 
@@ -59,11 +67,12 @@ class DispatcherLink:
         sock.setsockopt(zmq.SNDHWM, 0)  # acknowledgements are never dropped or blocked
         sock.setsockopt(zmq.RCVHWM, 0)  # the dispatcher's credits bound what comes in
         sock.setsockopt(zmq.LINGER, 2000)
-        # ZMTP heartbeats every second: a dispatcher that vanished (a task replaced, with a new
-        # address) is noticed in ~3 s, and libzmq's reconnect resolves the name again.
+        # ZMTP heartbeats every second: a dispatcher that vanished without a FIN is noticed
+        # in ~3 s and reconnected to; one that moved is followed (_follow).
         keep_alive(zmq, sock, settings.keepalive_idle, LINK_HEARTBEAT)
-        sock.connect(settings.dispatcher)
-        self.endpoint = settings.dispatcher
+        _, self.host, self.port = split_endpoint(settings.dispatcher)
+        self.endpoint = settings.dispatcher if not self.host else self._find(settings.dispatcher)
+        sock.connect(self.endpoint)
         self._noblock, self._events, self._pollin = int(zmq.NOBLOCK), zmq.EVENTS, int(zmq.POLLIN)
         self._draining = False
 
@@ -74,6 +83,8 @@ class DispatcherLink:
                                                        "capacity": self.capacity})
         self.hub.spawn_background(self._receive)
         self.hub.spawn_background(self._beat)
+        if self.host:
+            self.hub.spawn_background(self._follow)
 
     # -- what the door calls ---------------------------------------------------------------
 
@@ -186,3 +197,31 @@ class DispatcherLink:
         while not self.closed:
             self._send([wire.BEAT])
             self.hub.sleep(self.beat_every)
+
+    def _lookup(self) -> list[str]:
+        try:
+            return self.hub.resolve(self.host, int(self.port))
+        except OSError as exc:
+            log.warning("cannot resolve the dispatcher", extra={"host": self.host, "error": str(exc)})
+            return []
+
+    def _find(self, configured: str) -> str:
+        """The endpoint at the dispatcher's address, waiting until its name resolves."""
+        while not (addresses := self._lookup()):
+            self.hub.sleep(IDLE_WAKEUP)
+        return endpoint_at(configured, addresses[0])
+
+    def _follow(self) -> None:
+        """While beats go unanswered, resolve the name again and move to a new address."""
+        while not self.closed:
+            self.hub.sleep(IDLE_WAKEUP)
+            if self.closed or time.monotonic() - self.last_pong < REFIND_AFTER:
+                continue
+            addresses = self._lookup()
+            if not addresses or any(endpoint_at(self.endpoint, a) == self.endpoint for a in addresses):
+                continue  # same place (restarting there, or just slow): libzmq reconnects
+            moved_to = endpoint_at(self.endpoint, addresses[0])
+            log.info("the dispatcher moved", extra={"from": self.endpoint, "to": moved_to})
+            self.sock.disconnect(self.endpoint)
+            self.sock.connect(moved_to)
+            self.endpoint = moved_to
