@@ -75,6 +75,9 @@ class HandlerSettings(FrontSettings, frozen=True):
     max_in_flight: Positive = field(default=10_000, name="HANDLER_MAX_IN_FLIGHT")
     # Small, so little is queued in a handler that dies.
     receive_hwm: NonNegative = field(default=100, name="HANDLER_RECEIVE_HWM")
+    # Serve each request in the greenlet that received it, handing receiving on to a new
+    # one only if the request waits (hubs/handoff.py); false: a greenlet per request.
+    serve_inline: bool = field(default=True, name="HANDLER_SERVE_INLINE")
     shutdown_grace: Seconds = field(default=10.0, name="HANDLER_SHUTDOWN_GRACE")
     # After disconnecting, stop draining the receive queue after this much silence.
     drain_quiet: Seconds = field(default=0.3, name="HANDLER_DRAIN_QUIET")

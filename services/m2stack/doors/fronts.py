@@ -47,6 +47,7 @@ class Front:
         self.idents: set[bytes] = set()  # the topics it subscribed to: its send_ident
         self.pulling = False
         self.closed = False
+        self.take_over: Callable[[], None] | None = None  # starts a new receiver greenlet
 
     @property
     def name(self) -> str:
@@ -54,19 +55,26 @@ class Front:
 
 
 Dispatch = Callable[[bytes, Front], None]
+# serve_here(raw, front, on_block) -> False if the request waited (hubs/handoff.py)
+ServeHere = Callable[[bytes, Front, Callable[[], None]], bool]
 
 
 class Fronts:
-    """Every front this handler serves; `dispatch(raw, front)` gets each request.
+    """Every front this handler serves. Each request is served in the greenlet that
+    received it, `serve_here(raw, front, on_block)`, which calls `on_block` if the
+    request waits, so that a new greenlet goes on receiving (hubs/handoff.py); what is
+    taken at shutdown goes to `dispatch(raw, front)`, a greenlet each.
 
     With no `dispatch` (requests come from the dispatcher, doors/dispatched.py) only the
     reply sockets are made: nothing is pulled from mongrel2."""
 
-    def __init__(self, hub: Hub, context: Any, settings: HandlerSettings, dispatch: Dispatch | None):
+    def __init__(self, hub: Hub, context: Any, settings: HandlerSettings, dispatch: Dispatch | None,
+                 serve_here: ServeHere | None = None):
         self.hub = hub
         self.context = context
         self.settings = settings
         self.dispatch = dispatch
+        self.serve_here = serve_here
         self.pull = dispatch is not None
         self.by_address: dict[str, Front] = {}
         self.stopping = False
@@ -171,6 +179,8 @@ class Fronts:
 
     def _receive(self, front: Front) -> None:
         zmq = self.hub.zmq
+        serve_here = self.serve_here
+        take_over = front.take_over = front.take_over or (lambda: self.hub.spawn_background(self._receive, front))
         while not front.closed and not self.stopping:
             try:
                 raw = self.hub.receive(front.requests, IDLE_WAKEUP)
@@ -178,8 +188,11 @@ class Fronts:
                 return
             if raw is None:
                 continue
-            self.dispatch(raw, front)
-            self._drain(front)  # every message already queued, before going back to the hub
+            if serve_here is None:
+                self.dispatch(raw, front)
+                self._drain(front)  # every message already queued, before going back to the hub
+            elif not serve_here(raw, front, take_over):
+                return  # the request waited: another greenlet has been receiving since
         if front.closed:
             front.requests.close()
 

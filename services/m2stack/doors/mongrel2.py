@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -95,7 +96,11 @@ class Mongrel2Door:
         self.stopping = False
         self.context = hub.zmq.Context()
         self.link = DispatcherLink(hub, self.context, settings, self.dispatched) if settings.dispatcher else None
-        self.fronts = Fronts(hub, self.context, settings, None if self.link else self.dispatch)
+        if self.link is not None:
+            self.fronts = Fronts(hub, self.context, settings, None)
+        else:
+            self.fronts = Fronts(hub, self.context, settings, self.dispatch,
+                                 self.serve_here if settings.serve_inline else None)
         self.pool = hub.make_pool(settings.max_in_flight)
         # greenlet -> its request's perf_counter deadline, in the order the requests started
         self.deadlines: dict[Any, float] = {}
@@ -111,6 +116,10 @@ class Mongrel2Door:
 
     def dispatch(self, raw: bytes, front: Front) -> None:
         self.hub.spawn(self.pool, self.handle_message, raw, front)  # blocks while the pool is full
+
+    def serve_here(self, raw: bytes, front: Front, on_block: Callable[[], None]) -> bool:
+        """Serve in the receiving greenlet (hubs/handoff.py); False if the request waited."""
+        return self.hub.serve_here(self.pool, on_block, self.handle_message, raw, front)
 
     def dispatched(self, raw: bytes, ticket: bytes | None) -> None:
         """A message from the dispatcher; `ticket` (its request id) is acknowledged when done.

@@ -51,6 +51,12 @@ class Hub(AppHub, Protocol):
     def spawn(self, pool: Any, function: Callable[..., Any], *args: Any) -> None:
         """Run `function` in the pool; blocks while the pool is full (back-pressure)."""
 
+    def serve_here(self, pool: Any, on_block: Callable[[], None], function: Callable[..., Any],
+                   *args: Any) -> bool:
+        """Run `function` in the calling greenlet, holding a place in the pool; if it
+        waits, `on_block()` is called at that moment (to hand the caller's role on) and
+        False is returned when it is done (hubs/handoff.py)."""
+
     def spawn_background(self, function: Callable[..., Any], *args: Any) -> None: ...
 
     def in_flight(self, pool: Any) -> int: ...

@@ -13,6 +13,8 @@ import zmq
 from gevent.socket import wait_read, wait_write
 from greenlet import getcurrent
 
+from m2stack.hubs import handoff
+
 NAME = "gevent"
 _NOBLOCK, _EVENTS = zmq.NOBLOCK, zmq.EVENTS
 _POLLIN, _POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)  # plain ints: no enum per call
@@ -50,16 +52,30 @@ class Pool:
         finally:
             self._slots.release()
 
+    def serve_here(self, on_block, function, *args) -> bool:
+        """`function(*args)` in the calling greenlet, holding a place like a spawn
+        (hubs/handoff.py); False if it waited, and `on_block` was called then."""
+        self._slots.acquire()
+        try:
+            return handoff.serve_here(on_block, function, args)
+        finally:
+            self._slots.release()
+
     def running(self) -> int:
         return self.size - self._slots.counter
 
 
 def make_pool(size: int) -> Pool:
+    handoff.install()
     return Pool(size)
 
 
 def spawn(pool: Pool, function, *args) -> None:
     pool.spawn(function, *args)
+
+
+def serve_here(pool: Pool, on_block, function, *args) -> bool:
+    return pool.serve_here(on_block, function, *args)
 
 
 def spawn_background(function, *args) -> None:
