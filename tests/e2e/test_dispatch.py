@@ -205,7 +205,10 @@ def _pipelined(port: int, results: dict[int, list[int] | str], index: int) -> No
             status, headers = parse_head(head)
             length = int(headers["content-length"])
             body, rest = rest[:length], rest[length:]
-            order.append(json.loads(body).get("slept_ms", -1))
+            payload = json.loads(body)
+            # -1: the fast request's answer; anything not 200 says what it was, for the report
+            order.append(payload.get("slept_ms", -1) if status == 200 else
+                         f"{status}: {str(payload.get('error', payload))[:120]}")
         results[index] = order
     except (OSError, ValueError, KeyError) as exc:
         results[index] = repr(exc)
