@@ -22,6 +22,7 @@ import zmq
 
 from m2stack.httpspec import REASONS
 from m2stack.protocol import http
+from m2stack.scheduling import batch_scheduling
 from m2stack.settings import HandlerSettings, load
 
 log = logging.getLogger("m2stack.ceiling")
@@ -44,10 +45,15 @@ for _close in (False, True):
 NOT_FOUND = {c: _render(404, "application/json", b'{"error":{"status":404,"message":"no route"}}', c)
              for c in (False, True)}
 
-# Byte patterns of the tnetstring headers mongrel2 sends (protocol='tnetstring').
-_CONTROL = b"6:METHOD,4:JSON,"         # e.g. {"type":"disconnect"}: nobody waits for an answer
-_HTTP10 = b"7:VERSION,8:HTTP/1.0,"
-_CLOSE = b"10:connection,5:close,"
+# Byte patterns of the headers mongrel2 sends, as JSON (its default) or tnetstring
+# (protocol='tnetstring'). A client's header named like them is lower-case: no false match.
+_CONTROL = (b'"METHOD":"JSON"', b"6:METHOD,4:JSON,")  # a notice ({"type":"disconnect"}): no answer
+_HTTP10 = (b'"VERSION":"HTTP/1.0"', b"7:VERSION,8:HTTP/1.0,")
+_CLOSE = (b'"connection":"close"', b"10:connection,5:close,")
+
+
+def _has(headers: bytes, patterns: tuple[bytes, bytes]) -> bool:
+    return patterns[0] in headers or patterns[1] in headers
 
 
 def answer(raw: bytes) -> list[bytes]:
@@ -62,12 +68,12 @@ def answer(raw: bytes) -> list[bytes]:
         headers = raw[colon + 1:colon + 1 + int(raw[sp3 + 1:colon])]
     except ValueError:
         return []
-    if _CONTROL in headers:
+    if _has(headers, _CONTROL):
         return []
     sender, conn_id = raw[:sp1], raw[sp1 + 1:sp2]
     # The URL path without the query string is mongrel2's PATH, which is the third token.
     path = raw[sp2 + 1:sp3]
-    close = _CLOSE in headers or (_HTTP10 in headers and b"keep-alive" not in headers)
+    close = _has(headers, _CLOSE) or (_has(headers, _HTTP10) and b"keep-alive" not in headers)
     http = RESPONSES.get((path, close)) or NOT_FOUND[close]
     prefix = b"%b %d:%b, " % (sender, len(conn_id), conn_id)
     frames = [prefix + http]
@@ -88,6 +94,8 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if settings.batch_scheduling:  # as the handlers run: the bound is measured alike
+        batch_scheduling()  # before the context's I/O thread starts, which inherits it
 
     context = zmq.Context()
     responses = context.socket(zmq.XPUB)
