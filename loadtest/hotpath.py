@@ -10,8 +10,9 @@ shows the median round and the spread of all rounds). The steps are those of
 doors/mongrel2.py for one `GET /plaintext`: parse the Mongrel2 message, build the app's
 request, run the app (route, endpoint, metrics, final headers), render the HTTP bytes,
 frame them for mongrel2, write the access line; then the hub's own work: a pooled
-greenlet per request, the deadline registration, a receive and a send on ZeroMQ, and the
-whole cycle of one request through the door over in-process sockets. A benchmark, not a
+greenlet per request against serving where received (hubs/handoff.py), the deadline
+registration, a receive and a send on ZeroMQ, and the whole cycle of one request through
+the door over in-process sockets, both ways. A benchmark, not a
 test: it asserts nothing. The standard library's timeit, not pyperf, so that it runs in
 the production images, which carry no benchmark tool.
 """
@@ -118,6 +119,8 @@ def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
     ]
     per_spawn = measure(spawn_many, max(1, number // 100), repeat)
     out.append(("hub: pooled greenlet spawn, run, exit", {k: round(v / 100, 2) for k, v in per_spawn.items()}))
+    out.append(("hub: served where received (a place in the pool, no switch)",
+                measure(lambda: hub.serve_here(pool, int, int), number, repeat)))
     out.extend(zmq_steps(settings, number, repeat))
     return out
 
@@ -147,18 +150,21 @@ def zmq_steps(settings: HandlerSettings, number: int, repeat: int) -> list[tuple
     sent = {k: round(v / number, 2) for k, v in measure(lambda: [hub.send(push, RAW_JSON) for _ in range(number)],
                                                          1, repeat, setup=empty).items()}
     empty()
-    cycle = door_cycle(context, settings, number, repeat)
+    spawned = door_cycle(context, settings, number, repeat, inline=False)
+    inline = door_cycle(context, settings, number, repeat, inline=True)
     for sock in (pull, push):
         sock.close(0)
     context.term()
     return [("hub: receive one message (ZeroMQ, non-blocking + FD)", receive),
             ("hub: send one message (ZeroMQ)", sent),
-            ("whole cycle through the door (in-process sockets)", cycle)]
+            ("whole cycle through the door, a greenlet per request", spawned),
+            ("whole cycle through the door, served where received (default)", inline)]
 
 
-def door_cycle(context, settings: HandlerSettings, number: int, repeat: int) -> dict:
+def door_cycle(context, settings: HandlerSettings, number: int, repeat: int, *, inline: bool) -> dict:
     """Requests pushed into a front's PULL socket, answered by the door's own code, the
-    replies read back: everything of one request but the TCP hop to mongrel2."""
+    replies read back: everything of one request but the TCP hop to mongrel2. `inline`:
+    each served in the receiving greenlet (the door's default), else a greenlet each."""
     os.environ["ACCESS_LOG"] = "false"
     app = App(routes, hub_name=hub.NAME, front_door="mongrel2")
     the_door = door.Mongrel2Door(hub, app, HandlerSettings(access_log=False, request_timeout=10.0))
@@ -167,23 +173,32 @@ def door_cycle(context, settings: HandlerSettings, number: int, repeat: int) -> 
     for sock in (requests_in, replies_out, front_requests, front_replies):
         sock.setsockopt(zmq.SNDHWM, 0)
         sock.setsockopt(zmq.RCVHWM, 0)
-    front_requests.bind("inproc://bench-front-requests")
-    requests_in.connect("inproc://bench-front-requests")
-    replies_out.bind("inproc://bench-front-replies")
-    front_replies.connect("inproc://bench-front-replies")
-    front = Front("", "inproc://bench-front-requests", "inproc://bench-front-replies",
+    name = "inline" if inline else "spawned"
+    front_requests.bind(f"inproc://bench-front-requests-{name}")
+    requests_in.connect(f"inproc://bench-front-requests-{name}")
+    replies_out.bind(f"inproc://bench-front-replies-{name}")
+    front_replies.connect(f"inproc://bench-front-replies-{name}")
+    front = Front("", f"inproc://bench-front-requests-{name}", f"inproc://bench-front-replies-{name}",
                   front_requests, front_replies)
     front.idents.add(b"")  # a PUSH stands in for mongrel2's SUB: it takes every reply
     hub.spawn_background(the_door.watch_deadlines)
 
     batch = 64  # requests in flight at once, as under a 64-connection load
 
+    def no_hand_off() -> None:
+        pass  # nothing else receives here: the return value says whether it waited
+
     def cycle() -> None:
         for _ in range(number // batch):
             for _ in range(batch):
                 requests_in.send(RAW_JSON)
             for _ in range(batch):
-                the_door.dispatch(hub.receive(front_requests, 1.0), front)
+                raw = hub.receive(front_requests, 1.0)
+                if inline:
+                    if not the_door.serve_here(raw, front, no_hand_off):
+                        raise RuntimeError("a /json request waited")
+                else:
+                    the_door.dispatch(raw, front)
             for _ in range(batch):
                 if hub.receive(replies_out, 5.0) is None:
                     raise RuntimeError("a reply went missing")
