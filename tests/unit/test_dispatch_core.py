@@ -543,7 +543,10 @@ def test_pipelined_requests_of_one_connection_go_out_one_after_the_other():
     assert only_request(drain(d))[2] == second
 
 
-def test_the_next_request_of_a_connection_may_go_to_another_handler():
+def test_the_next_request_of_a_connection_stays_with_the_handler_that_answered_the_last():
+    # Each handler's replies reach mongrel2 on its own connection and an acknowledgement can
+    # overtake its reply: had B answered the second (with its close), the client could see
+    # that answer first and the first one never.
     d = dispatcher()
     hello(d, A, 1)
     first, second = http_request(1, path="/one"), http_request(1, path="/two")
@@ -552,8 +555,19 @@ def test_the_next_request_of_a_connection_may_go_to_another_handler():
     _, first_id, _ = only_request(drain(d))
     hello(d, B, 5)  # free, but the connection's turn has not come
     assert drain(d) == []
-    ack(d, A, wire.DONE, first_id, now=0.5)  # A took 0.5 s; B was never measured
-    assert only_request(drain(d))[::2] == (B, second)
+    ack(d, A, wire.DONE, first_id, now=0.5)  # A took 0.5 s; B, never measured, is cheaper
+    assert only_request(drain(d))[::2] == (A, second)
+
+
+def test_a_new_connection_still_goes_to_the_cheapest():
+    d = dispatcher()
+    hello(d, A, 1)
+    front(d, http_request(1), now=0.0)
+    _, first_id, _ = only_request(drain(d))
+    hello(d, B, 5)
+    ack(d, A, wire.DONE, first_id, now=0.5)
+    front(d, http_request(2), now=0.5)
+    assert only_request(drain(d))[0] == B
 
 
 def test_requests_of_different_connections_go_out_at_once():

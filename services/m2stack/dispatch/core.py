@@ -100,6 +100,11 @@ class Connection:
     gone: bool = False                   # disconnected or closed: nothing more is served
     notified: bool = False               # mongrel2's disconnect notice came: no tombstone
     waiting: bool = False                # its head request waits for a credit
+    # Who answered its last request: the next one goes there too while it has a credit.
+    # Replies leave each handler on its own TCP connection to mongrel2, and an
+    # acknowledgement can overtake its reply; another handler's answer to the next
+    # request (with its close) could then reach the client first.
+    last_handler: Handler | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -305,6 +310,7 @@ class Dispatcher:
             return
         del handler.items[request_id]
         conn.current = None
+        conn.last_handler = handler
         if verb == wire.CLOSE:
             conn.gone = True
         self._next_of(conn)
@@ -362,7 +368,10 @@ class Dispatcher:
     # -- the hand-out ------------------------------------------------------------------
 
     def _hand_out(self, conn: Connection, incoming: Incoming) -> None:
-        handler = self._least_loaded()
+        handler = conn.last_handler
+        if handler is None or handler.free <= 0 or handler.leaving or \
+                self.handlers.get(handler.routing_id) is not handler:
+            handler = self._least_loaded()
         if handler is None:
             conn.queue.appendleft(incoming)
             conn.waiting = True
