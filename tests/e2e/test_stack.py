@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 import requests
 
-from stack import MONGREL2
+from stack import MONGREL2, report
 from support import wait_until
 
 STACK = {"purpose": "stack", "processes": 3}
@@ -70,7 +70,7 @@ def test_scaling_down_and_up_keeps_serving_without_restarting_mongrel2(stack):
         session = requests.Session()
         while not stop.is_set():
             try:
-                response = session.get(stack.url + "/json", timeout=10)
+                response = session.get(stack.url + "/json", timeout=3)
                 results.append(response.status_code)
                 served_by.add(response.headers.get("X-Handler-Id", ""))
             except requests.RequestException as exc:
@@ -93,6 +93,11 @@ def test_scaling_down_and_up_keeps_serving_without_restarting_mongrel2(stack):
         stop.set()
         worker.join(15)
     failures = [r for r in results if r != 200]
-    assert len(results) > 50 and not failures, Counter(results)
+    report("scale 3->1->3, one sequential client", requests=len(results), outcomes=dict(Counter(results)))
+    assert len(results) > 50, Counter(results)
+    # Every answer is a 200. Without the dispatcher a request mongrel2 had already written
+    # to a stopping handler when it disconnected is lost (README, "Scale-down is not
+    # perfectly lossless"): at most one per stopped handler (2 here), never an error status.
+    assert all(isinstance(r, str) for r in failures) and len(failures) <= 2, Counter(results)
     assert stack.container_ids("mongrel2") == [mongrel2_id]
     assert stack.inspect(mongrel2_id)["State"]["StartedAt"] == started_at, "mongrel2 was restarted"
