@@ -101,6 +101,30 @@ def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
         while pool.running():
             hub.sleep(0)
 
+    def spawn_many_waiting() -> None:
+        for _ in range(100):
+            hub.spawn(pool, hub.sleep, 0)
+        while pool.running():
+            hub.sleep(0)
+
+    left = [0]
+
+    def receive_waiting() -> None:
+        # the door's receive loop, with a request that waits once (a query, say)
+        while left[0]:
+            left[0] -= 1
+            if not hub.serve_here(pool, hand_on, hub.sleep, 0):
+                return  # it waited: another receiver took over at that switch
+
+    def hand_on() -> None:
+        hub.spawn_background(receive_waiting)
+
+    def serve_many_waiting() -> None:
+        left[0] = 100
+        receive_waiting()
+        while left[0] or pool.running():
+            hub.sleep(0)
+
     out = [
         ("parse (JSON headers, msgspec)", measure(lambda: protocol.parse_request(RAW_JSON, door._decode_headers),
                                                   number, repeat)),
@@ -121,6 +145,11 @@ def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
     out.append(("hub: pooled greenlet spawn, run, exit", {k: round(v / 100, 2) for k, v in per_spawn.items()}))
     out.append(("hub: served where received (a place in the pool, no switch)",
                 measure(lambda: hub.serve_here(pool, int, int), number, repeat)))
+    for name, many in (("hub: a request that waits once, spawned", spawn_many_waiting),
+                       ("hub: a request that waits once, served here",
+                        serve_many_waiting)):
+        per_request = measure(many, max(1, number // 100), repeat)
+        out.append((name, {k: round(v / 100, 2) for k, v in per_request.items()}))
     out.extend(zmq_steps(settings, number, repeat))
     return out
 
