@@ -95,15 +95,9 @@ def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
 
     pool = hub.make_pool(10_000)
 
-    def spawn_many() -> None:
+    def spawn_many(function=int, *args) -> None:
         for _ in range(100):
-            hub.spawn(pool, int)
-        while pool.running():
-            hub.sleep(0)
-
-    def spawn_many_waiting() -> None:
-        for _ in range(100):
-            hub.spawn(pool, hub.sleep, 0)
+            hub.spawn(pool, function, *args)
         while pool.running():
             hub.sleep(0)
 
@@ -141,15 +135,14 @@ def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
         ("deadline: watchdog registration", measure(deadline_watchdog, number, repeat)),
         ("deadline: a timer per request (not used)", measure(deadline_timer, number, repeat)),
     ]
-    per_spawn = measure(spawn_many, max(1, number // 100), repeat)
-    out.append(("hub: pooled greenlet spawn, run, exit", {k: round(v / 100, 2) for k, v in per_spawn.items()}))
+    def per_request(hundred) -> dict:  # `hundred` runs 100 requests
+        return {k: round(v / 100, 2) for k, v in measure(hundred, max(1, number // 100), repeat).items()}
+
+    out.append(("hub: pooled greenlet spawn, run, exit", per_request(spawn_many)))
     out.append(("hub: served where received (a place in the pool, no switch)",
                 measure(lambda: hub.serve_here(pool, int, int), number, repeat)))
-    for name, many in (("hub: a request that waits once, spawned", spawn_many_waiting),
-                       ("hub: a request that waits once, served here",
-                        serve_many_waiting)):
-        per_request = measure(many, max(1, number // 100), repeat)
-        out.append((name, {k: round(v / 100, 2) for k, v in per_request.items()}))
+    out.append(("hub: a request that waits once, spawned", per_request(lambda: spawn_many(hub.sleep, 0))))
+    out.append(("hub: a request that waits once, served here", per_request(serve_many_waiting)))
     out.extend(zmq_steps(settings, number, repeat))
     return out
 
