@@ -19,6 +19,8 @@ HTTP_PUBLISH ?= 6767
 # Extra CA certificates for image builds (TLS-inspecting proxies); empty to use none.
 EXTRA_CA_CERTS ?= $(wildcard /usr/local/share/ca-certificates/*.crt /usr/local/share/ca-certificates/*/*.crt)
 PYTHON ?= python3
+# The test image's tag: one per checkout when several build side by side (TEST_IMAGE=m2stack/test:mine).
+TEST_IMAGE ?= m2stack/test:latest
 
 # The variants are the table in loadtest/comparison/variants.py. VARIANT=mongrel2 (default)
 # or wsgi takes its hub from HUB (mongrel2-gevent, wsgi-eventlet, ...); any other VARIANT is
@@ -85,16 +87,16 @@ ps: compose-v2 ## list the containers
 test: lint test-unit test-integration test-e2e test-compose-v1 test-swarm ## every test: lint, unit, integration, end-to-end, Compose v1 smoke, Swarm
 
 test-image: base-image ca-certs
-	docker build -q -f services/Dockerfile --target test --build-arg LOCK=test -t m2stack/test:latest .
+	docker build -q -f services/Dockerfile --target test --build-arg LOCK=test -t $(TEST_IMAGE) .
 
 lint: test-image ## ruff, mypy and the import contracts between the layers (in the test image)
-	docker run --rm --entrypoint /app/scripts/lint.sh m2stack/test:latest
+	docker run --rm --entrypoint /app/scripts/lint.sh $(TEST_IMAGE)
 
 test-unit: test-image ## protocol and app unit tests (in the test image)
-	docker run --rm -e CI m2stack/test:latest -q tests/unit
+	docker run --rm -e CI $(TEST_IMAGE) -q tests/unit
 
 test-integration: test-image ## real mongrel2 + real handler processes on loopback, both hubs
-	docker run --rm -e CI m2stack/test:latest -q tests/integration
+	docker run --rm -e CI $(TEST_IMAGE) -q tests/integration
 
 .venv/ok: services/requirements/e2e.txt
 	$(PYTHON) -m venv .venv
@@ -120,7 +122,7 @@ compare: images .venv/ok ## load-test every variant side by side (Locust + wrk),
 # The dispatcher's ceiling on one CPU (loadtest/dispatch_bench.py), in the test image: the
 # real dispatcher process, fake mongrel2 and handlers on the other CPU.
 bench-dispatch: test-image ## requests/s the dispatcher moves on one CPU (a benchmark, not a test)
-	docker run --rm --entrypoint python3 m2stack/test:latest /app/loadtest/dispatch_bench.py
+	docker run --rm --entrypoint python3 $(TEST_IMAGE) /app/loadtest/dispatch_bench.py
 
 # What each step of one request costs on each hub, in µs (loadtest/hotpath.py, run in the
 # real handler images); BENCH_OUT=file.json also writes the rows for `make compare`'s report
