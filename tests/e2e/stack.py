@@ -14,6 +14,7 @@ import re
 import secrets
 import shlex
 import signal
+import statistics
 import subprocess
 import threading
 import time
@@ -302,6 +303,8 @@ class Outcome:
     seconds: float
     started: float
     detail: str = ""
+    client: int = -1       # which of the load's clients sent it (each sends one at a time)
+    response: requests.Response | None = None   # kept when the status is not 200
 
     @property
     def ended(self) -> float:
@@ -332,25 +335,31 @@ class Load:
     clients: int = 8
     timeout: float = 30.0          # a request still waiting after this counts as hung
     pause: float = 0.005
+    method: str = "GET"
     outcomes: list[Outcome] = field(default_factory=list)
 
     def __post_init__(self):
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(self.clients)]
+        self._threads = [threading.Thread(target=self._client, args=(index,), daemon=True)
+                         for index in range(self.clients)]
 
-    def _client(self) -> None:
+    def _client(self, index: int) -> None:
         session = requests.Session()
         while not self._stop.is_set():
             started = time.monotonic()
-            detail = ""
+            detail, kept = "", None
             try:
-                result: int | str = session.get(self.url, timeout=self.timeout).status_code
+                response = session.request(self.method, self.url, timeout=self.timeout)
+                result: int | str = response.status_code
+                if result != 200:
+                    kept = response
+                    session = requests.Session()  # it may have closed the connection
             except requests.RequestException as exc:
                 result, detail = classify(exc), repr(exc)[:300]
                 session = requests.Session()  # a broken connection: start afresh
             with self._lock:
-                self.outcomes.append(Outcome(result, time.monotonic() - started, started, detail))
+                self.outcomes.append(Outcome(result, time.monotonic() - started, started, detail, index, kept))
             time.sleep(self.pause)
 
     def __enter__(self) -> Load:
@@ -385,6 +394,11 @@ class Load:
     def started_after(self, moment: float) -> list[Outcome]:
         return [o for o in self.snapshot() if o.started > moment]
 
+    def all_past(self, moment: float) -> bool:
+        """True once every client has started a request after `moment`: each sends one at
+        a time, so every request in flight at `moment` has its outcome by then."""
+        return len({o.client for o in self.started_after(moment)}) == self.clients
+
 
 def report(what: str, **figures) -> None:
     print(f"\n[measured] {what}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
@@ -394,3 +408,43 @@ def wait_outcomes(load: Load, count: int, what: str, timeout: float = 30) -> Non
     """Until `count` more requests of the load have finished (the load is being served)."""
     target = len(load.snapshot()) + count
     wait_until(lambda: len(load.snapshot()) >= target, timeout, f"{count} requests {what}")
+
+
+# ---- one of 4 handlers starved of CPU --------------------------------------------------------
+
+def p99(seconds: list[float]) -> float:
+    return statistics.quantiles(seconds, n=100)[98] if len(seconds) >= 100 else max(seconds)
+
+
+def _measure(stack: Stack, seconds: float) -> tuple[list[float], Counter, int]:
+    with Load(stack.url + "/sleep?ms=20", clients=16, timeout=10, pause=0) as load:
+        time.sleep(seconds)
+    served_by: Counter = Counter()
+    for _ in range(200):
+        served_by[stack.get("/json", timeout=15).headers["X-Handler-Id"].split(":")[0]] += 1
+    return [o.seconds for o in load.outcomes], served_by, len(load.failures)
+
+
+def starved_handler(stack: Stack, seconds: float = 8) -> dict:
+    """All fast for `seconds`, then one of the handlers at 0.02 CPU for as long: the
+    latencies of both runs, its share of 200 requests sent after, the failures."""
+    handlers = stack.app_ids()
+    fast, _, failed_fast = _measure(stack, seconds)
+    slow_one = handlers[0]
+    subprocess.run(["docker", "update", "--cpus", "0.02", slow_one], check=True, capture_output=True)
+    try:
+        time.sleep(1)
+        starved, served_by, failed_starved = _measure(stack, seconds)
+    finally:
+        subprocess.run(["docker", "update", "--cpus", "1", slow_one], check=True, capture_output=True)
+    return {"fast": fast, "starved": starved, "share": served_by[slow_one[:12]] / sum(served_by.values()),
+            "served_by": dict(served_by), "failed": failed_fast + failed_starved}
+
+
+def starved_figures(run: dict) -> dict:
+    return {"p99_all_fast_ms": round(p99(run["fast"]) * 1000, 1),
+            "p99_one_starved_ms": round(p99(run["starved"]) * 1000, 1),
+            "median_all_fast_ms": round(statistics.median(run["fast"]) * 1000, 1),
+            "median_one_starved_ms": round(statistics.median(run["starved"]) * 1000, 1),
+            "requests_all_fast": len(run["fast"]), "requests_one_starved": len(run["starved"]),
+            "starved_share": round(run["share"], 3), "failed": run["failed"]}

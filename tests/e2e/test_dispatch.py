@@ -14,15 +14,13 @@ from __future__ import annotations
 import json
 import socket
 import statistics
-import subprocess
 import threading
 import time
-from collections import Counter
 
 import pytest
 import requests
 
-from stack import DISPATCH, HUNG, GaugeWatch, Load, kill_9, report, wait_outcomes
+from stack import DISPATCH, HUNG, GaugeWatch, Load, kill_9, p99, report, starved_figures, starved_handler, wait_outcomes
 from support import parse_head, read_until_close, wait_until
 
 DEAD_AFTER = 1.0        # DISPATCH_DEAD_AFTER: a silent handler is dead after this
@@ -33,14 +31,13 @@ STACK = {"purpose": "dispatch", "processes": 4,
 pytestmark = pytest.mark.parametrize("stack", DISPATCH, indirect=True, scope="module")
 
 
-def p99(seconds: list[float]) -> float:
-    return statistics.quantiles(seconds, n=100)[98] if len(seconds) >= 100 else max(seconds)
-
-
 # -- scaling -------------------------------------------------------------------------------------
 
 def test_scale_down_and_up_three_times_under_load_loses_nothing(stack):
-    with Load(stack.url + "/sleep?ms=20", clients=8, timeout=10) as load:
+    # GETs and POSTs: a stopping handler says BYE, gets nothing new and answers what it
+    # holds, so nothing is repeated (a repeated POST would be a bug) and nothing waits.
+    with Load(stack.url + "/sleep?ms=20", clients=8, timeout=10) as load, \
+            Load(stack.url + "/sleep?ms=20", clients=4, timeout=10, method="POST") as posts:
         wait_outcomes(load, 100, "served by 4 handlers")
         for _ in range(3):
             stack.scale(2)
@@ -49,144 +46,93 @@ def test_scale_down_and_up_three_times_under_load_loses_nothing(stack):
             stack.scale(4)
             stack.wait_healthy(120)
             wait_outcomes(load, 100, "served by 4 handlers again")
+    post_counts, slowest_post = posts.counts, posts.slowest
     report("scale 4->2->4, three times, through the dispatcher", requests=len(load.outcomes),
-           outcomes=dict(load.counts), slowest_s=round(load.slowest, 2))
+           outcomes=dict(load.counts), posts=dict(post_counts), slowest_s=round(load.slowest, 2),
+           slowest_post_s=round(slowest_post, 2))
     assert load.failures == [], load.counts
-    assert HUNG not in load.counts and load.slowest < 5
+    assert set(post_counts) == {200} and post_counts[200] >= 100, post_counts
+    # A request lost and repeated after the dead-handler bound would take at least
+    # DEAD_AFTER (1 s) + its 20 ms; served by a handler that drains, it takes its 20 ms plus
+    # queueing (0.11 s measured).
+    assert HUNG not in load.counts and load.slowest < DEAD_AFTER, load.slowest
+    assert slowest_post < DEAD_AFTER, slowest_post
 
 
 # -- a handler killed ----------------------------------------------------------------------------
 
-SLEEP_MS = 300
-
-
-class Posts:
-    """Clients sending POST /sleep (not safe to repeat) in a loop, recording every outcome."""
-
-    def __init__(self, url: str, clients: int):
-        self.url, self.stop = url, threading.Event()
-        self.outcomes: list[tuple[float, float, int | str, requests.Response | None]] = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.client, daemon=True) for _ in range(clients)]
-
-    def client(self) -> None:
-        session = requests.Session()
-        while not self.stop.is_set():
-            started = time.monotonic()
-            try:
-                response = session.post(self.url, timeout=10)
-                result: int | str = response.status_code
-            except requests.RequestException as exc:
-                response, result = None, type(exc).__name__
-                session = requests.Session()
-            with self.lock:
-                self.outcomes.append((started, time.monotonic(), result, response))
-            if result == 503:
-                session = requests.Session()  # the 503 closed the connection
-
-    def __enter__(self) -> Posts:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(15)
+SLOW_MS = 1500       # long enough that every client has a request at a handler at the kill
+KILL_CLIENTS = 24    # of each method: the victim holds about 12 requests, some of each kind
+# A request not at the victim ends by kill + SLOW_MS + overhead; one the victim held is
+# taken up again only once it is found dead, at least DEAD_AFTER - one beat (0.2 s) after
+# the kill, so a repeat ends after kill + 0.8 + SLOW_MS. Between the two: the bound.
+REPEAT_AFTER = SLOW_MS / 1000 + 0.5
 
 
 def test_sigkilled_handler_loses_no_get_and_its_posts_get_503_at_once(stack):
     handlers = stack.app_ids()
+    url = stack.url + f"/sleep?ms={SLOW_MS}"
     with GaugeWatch(stack, handlers) as watch, \
-            Load(stack.url + f"/sleep?ms={SLEEP_MS}", clients=8, timeout=10) as gets, \
-            Posts(stack.url + f"/sleep?ms={SLEEP_MS}", clients=4) as posts:
-        # the victim: a handler holding at least one request of each kind is likeliest
-        # with the most in flight
-        gauges = watch.wait(lambda values: sum(v or 0 for v in values.values()) >= 10, 20,
-                            "12 requests in flight")
+            Load(url, clients=KILL_CLIENTS, timeout=10) as gets, \
+            Load(url, clients=KILL_CLIENTS, timeout=10, method="POST") as posts:
+        gauges = watch.wait(lambda values: sum(v or 0 for v in values.values()) >= 1.6 * KILL_CLIENTS, 30,
+                            f"{1.6 * KILL_CLIENTS:g} requests in flight")
         victim = max(handlers, key=lambda cid: gauges[cid] or 0)
         watch.stop()
         pid = stack.inspect(victim)["State"]["Pid"]
         killed_at = time.monotonic()
         kill_9(pid)
-        time.sleep(DEAD_AFTER + 2 * SLEEP_MS / 1000 + 1)
-        wait_outcomes(gets, 40, "served after the kill")
+        wait_until(lambda: gets.all_past(killed_at) and posts.all_past(killed_at), 30,
+                   "every request in flight at the kill to be answered")
     at_kill_gets = [o for o in gets.outcomes if o.started <= killed_at < o.ended]
-    at_kill_posts = [o for o in posts.outcomes if o[0] <= killed_at < o[1]]
-    refused = [o for o in at_kill_posts if o[2] == 503]
+    at_kill_posts = [o for o in posts.outcomes if o.started <= killed_at < o.ended]
+    repeated = [o for o in at_kill_gets if o.ended - killed_at > REPEAT_AFTER]
+    refused = [o for o in at_kill_posts if o.result == 503]
     report("SIGKILL of 1 of 4 handlers, through the dispatcher", gets=dict(gets.counts),
-           posts=dict(Counter(o[2] for o in posts.outcomes)), victim_held=gauges[victim],
-           gets_in_flight_at_kill=len(at_kill_gets),
-           slowest_get_at_kill_s=round(max((o.seconds for o in at_kill_gets), default=0), 2),
-           posts_503=len(refused),
-           slowest_503_after_kill_s=round(max((o[1] - killed_at for o in refused), default=0), 2))
-    # Every GET was answered 200: those the victim held were repeated on another handler.
+           posts=dict(posts.counts), victim_held=gauges[victim],
+           gets_in_flight_at_kill=len(at_kill_gets), gets_repeated=len(repeated),
+           slowest_get_at_kill_s=round(max((o.ended - killed_at for o in at_kill_gets), default=0), 2),
+           posts_in_flight_at_kill=len(at_kill_posts), posts_503=len(refused),
+           slowest_503_after_kill_s=round(max((o.ended - killed_at for o in refused), default=0), 2))
+    # The victim held about a quarter of the 48 requests in flight (the gauge can fail this).
+    assert gauges[victim] >= KILL_CLIENTS / 4, gauges
+    # Every GET was answered 200; those the victim held were repeated on another handler,
+    # and none waited for mongrel2's reaper: the detection bound and its own work, once more.
     assert gets.failures == [], gets.counts
-    # No client waited for mongrel2's reaper: a repeated GET took the detection bound and
-    # its own work, once more.
+    assert repeated, "no GET was repeated: the victim held none, or repeats are not happening"
     for outcome in at_kill_gets:
-        assert outcome.ended - killed_at <= 2.0 + SLEEP_MS / 1000, outcome
-    # Each POST in flight got 200 (another handler had it) or a 503 within 2 s of the kill.
-    assert {o[2] for o in posts.outcomes} <= {200, 503}, Counter(o[2] for o in posts.outcomes)
-    for started, ended, _, response in refused:
-        assert ended - killed_at <= 2.0, (started - killed_at, ended - killed_at)
-        assert response.headers["Retry-After"] == "1"
-        assert response.headers["Connection"] == "close"
-        assert response.json()["error"]["status"] == 503
-    assert gauges[victim] >= 1
+        assert outcome.ended - killed_at <= DEAD_AFTER + 1.0 + SLOW_MS / 1000, outcome
+    # POSTs are never repeated: those the victim held got a 503 within 2 s of the kill; every
+    # other one was answered 200 before a repeat could have been.
+    assert set(posts.counts) <= {200, 503}, posts.counts
+    assert refused, "no POST got a 503: the victim held none, or they were repeated"
+    for outcome in at_kill_posts:
+        if outcome.result == 200:
+            assert outcome.ended - killed_at < REPEAT_AFTER, ("a POST answered as late as a repeat", outcome)
+    for outcome in refused:
+        assert outcome.ended - killed_at <= 2.0, outcome
+        assert outcome.response.headers["Retry-After"] == "1"
+        assert outcome.response.headers["Connection"] == "close"
+        assert outcome.response.json()["error"]["status"] == 503
     stack.wait_healthy(60)  # the restart policy brought it back, and it rejoined
     assert all(stack.get("/json").status_code == 200 for _ in range(20))
 
 
 # -- one slow handler ------------------------------------------------------------------------------
 
-def _measure(stack, seconds: float) -> tuple[list[float], Counter, int]:
-    with Load(stack.url + "/sleep?ms=20", clients=16, timeout=10, pause=0) as load:
-        time.sleep(seconds)
-    served_by = Counter()
-    for _ in range(200):
-        served_by[stack.get("/json", timeout=15).headers["X-Handler-Id"].split(":")[0]] += 1
-    return [o.seconds for o in load.outcomes], served_by, len(load.failures)
-
-
-def _starved(stack) -> dict:
-    """All fast, then one of 4 handlers at 0.02 CPU: latency figures and its share."""
-    handlers = stack.app_ids()
-    fast, _, failed_fast = _measure(stack, 8)
-    slow_one = handlers[0]
-    subprocess.run(["docker", "update", "--cpus", "0.02", slow_one], check=True, capture_output=True)
-    try:
-        time.sleep(1)
-        starved, served_by, failed_starved = _measure(stack, 8)
-    finally:
-        subprocess.run(["docker", "update", "--cpus", "1", slow_one], check=True, capture_output=True)
-    return {"fast": fast, "starved": starved, "share": served_by[slow_one[:12]] / sum(served_by.values()),
-            "served_by": dict(served_by), "failed": failed_fast + failed_starved}
-
-
-def _figures(run: dict) -> dict:
-    return {"p99_all_fast_ms": round(p99(run["fast"]) * 1000, 1),
-            "p99_one_starved_ms": round(p99(run["starved"]) * 1000, 1),
-            "median_all_fast_ms": round(statistics.median(run["fast"]) * 1000, 1),
-            "median_one_starved_ms": round(statistics.median(run["starved"]) * 1000, 1),
-            "requests_all_fast": len(run["fast"]), "requests_one_starved": len(run["starved"]),
-            "starved_share": round(run["share"], 3), "failed": run["failed"]}
-
-
-def test_a_cpu_starved_handler_gets_a_small_share_and_latency_holds(stack, stacks):
-    run = _starved(stack)
-    report(f"{stack.name}: one of 4 handlers at 0.02 CPU, /sleep?ms=20 x 16 clients", **_figures(run))
-    if stack.name == "mongrel2-gevent-dispatch":  # round-robin's figure beside it, measured the same way
-        plain = stacks.up("mongrel2-gevent", "dispatch-rr", processes=4, env=STACK["env"])
-        try:
-            report("mongrel2-gevent (round-robin, no dispatcher), the same", **_figures(_starved(plain)))
-        finally:
-            stacks.down(plain)
+def test_a_cpu_starved_handler_gets_a_small_share_and_latency_holds(stack):
+    run = starved_handler(stack)
+    report(f"{stack.name}: one of 4 handlers at 0.02 CPU, /sleep?ms=20 x 16 clients", **starved_figures(run))
     assert run["failed"] == 0
-    # Round-robin gives it a quarter; the cost model gives it much less.
+    # Round-robin gives it a quarter (test_production.py measures that beside this); the
+    # cost model gives it much less.
     assert run["share"] < 0.15, run["served_by"]
     # Most requests do not wait for it: the median stays within 20 % (+5 ms) of all-fast.
     assert statistics.median(run["starved"]) <= statistics.median(run["fast"]) * 1.2 + 0.005
+    # Its few requests reach the tail (+14 % to +66 % measured) but not round-robin's 8-12x.
+    assert p99(run["starved"]) <= p99(run["fast"]) * 3, starved_figures(run)
+    # Throughput: round-robin loses 58 %; here the other three carry it (-2 % measured).
+    assert len(run["starved"]) >= 0.75 * len(run["fast"]), starved_figures(run)
 
 
 # -- order and framing ---------------------------------------------------------------------------

@@ -19,7 +19,23 @@ import pytest
 import requests
 
 from comparison.variants import VARIANTS
-from stack import CLOSED, COMPOSE, DEMO, HUNG, MONGREL2, ROOT, GaugeWatch, Load, Stack, kill_9, report, wait_outcomes
+from stack import (
+    CLOSED,
+    COMPOSE,
+    DEMO,
+    HUNG,
+    MONGREL2,
+    ROOT,
+    GaugeWatch,
+    Load,
+    Stack,
+    kill_9,
+    p99,
+    report,
+    starved_figures,
+    starved_handler,
+    wait_outcomes,
+)
 from support import parse_head, send_raw, wait_until
 
 IDLE_TIMEOUT = 8        # M2_IDLE_TIMEOUT for these stacks: mongrel2's reaper bound
@@ -107,6 +123,22 @@ def test_sigkilled_handler_loses_only_what_it_held_and_is_restarted(stack):
     assert {cid: stack.inspect(cid)["RestartCount"] for cid in handlers} == {
         **restarts, victim: restarts[victim] + 1}
     assert all(stack.get("/json").status_code == 200 for _ in range(20))
+
+
+# -- 2b. a handler starved of CPU ------------------------------------------------------------------
+
+@behind_mongrel2
+def test_round_robin_gives_a_cpu_starved_handler_its_quarter(stack):
+    """Mongrel2 round-robins with no regard to load (the dispatcher's case, README
+    "Production notes"); test_dispatch.py runs the same measurement through the dispatcher."""
+    run = starved_handler(stack)
+    report(f"{stack.name} (round-robin): one of 4 handlers at 0.02 CPU, /sleep?ms=20 x 16 clients",
+           **starved_figures(run))
+    assert run["share"] >= 0.18, run["served_by"]   # a quarter, give or take 200 samples' noise
+    # Every client waits on it a quarter of the time: the tail and the rate follow it
+    # (8-12x the p99, -58 % measured); the dispatcher's bounds are 3x and -25 %.
+    assert p99(run["starved"]) > p99(run["fast"]) * 3, starved_figures(run)
+    assert len(run["starved"]) < 0.75 * len(run["fast"]), starved_figures(run)
 
 
 # -- 3. mongrel2 killed ---------------------------------------------------------------------------

@@ -513,7 +513,21 @@ def test_a_smuggled_request_never_reaches_a_handler(mongrel2, stack):
         conn.sendall(smuggling(b"/plaintext"))
         assert read_until_close(conn, timeout=10).startswith(b"HTTP/1.1 400 ")
         assert Reader(busy).response()[0] == 200
-    time.sleep(0.6)  # each access line is written within 0.25 s
+    # Access lines are written in order, in batches: once each handler has logged a request
+    # sent after the smuggling attempt, anything it ran before is in its log too. With one
+    # credit each, two slow requests at once go one to each handler.
+    def sleeps(handler: HandlerProcess) -> int:
+        return sum(e.get("path") == "/sleep" for e in handler.log_entries())
+    wait_until(lambda: sum(map(sleeps, handlers)) == 1, 10, "the busy request's access line")
+    before = [sleeps(h) for h in handlers]
+    markers = [raw_connection(mongrel2) for _ in handlers]
+    for conn in markers:
+        conn.sendall(b"GET /sleep?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n")
+    for conn in markers:
+        assert Reader(conn).response()[0] == 200
+        conn.close()
+    wait_until(lambda: [sleeps(h) for h in handlers] == [n + 1 for n in before], 10,
+               "each handler to log a request sent after the smuggling attempt")
     ran = Counter(e.get("path") for h in handlers for e in h.log_entries() if "status" in e)
     assert "/plaintext" not in ran, ran
 

@@ -40,7 +40,13 @@ def test_json_and_plaintext(mongrel2, handler):
     assert headers["Content-Type"] == "text/plain; charset=utf-8"
 
 
-def test_handler_exception_is_500_and_next_request_works(mongrel2, handler):
+# Served in the greenlet that received it (the default), or a greenlet each (the fallback).
+SERVE_MODES = pytest.mark.parametrize("serve_inline", ["true", "false"], ids=["served-here", "spawned"])
+
+
+@SERVE_MODES
+def test_handler_exception_is_500_and_next_request_works(mongrel2, start_handler, serve_inline):
+    handler = start_handler(HANDLER_SERVE_INLINE=serve_inline)
     status, headers, body = get(mongrel2.url, "/error")
     assert status == 500
     assert json.loads(body) == {"error": {"status": 500, "message": "internal server error"},
@@ -49,10 +55,12 @@ def test_handler_exception_is_500_and_next_request_works(mongrel2, handler):
     assert "this endpoint fails on purpose" in handler.output()  # logged with its traceback
 
 
-def test_200_concurrent_sleeps_overlap_in_one_process(mongrel2, handler):
+@SERVE_MODES
+def test_200_concurrent_sleeps_overlap_in_one_process(mongrel2, start_handler, serve_inline):
     """200 requests of 2 s each: all 200 are inside the one process at once (its in-flight
     gauge says so), and the burst ends far below the serial 400 s and within 5x the ideal.
     (2 s stays below the idle timeout of this mongrel2, whose reaper would close them.)"""
+    handler = start_handler(HANDLER_SERVE_INLINE=serve_inline)
     count, ms = 200, 2000
     barrier = threading.Barrier(count)
 

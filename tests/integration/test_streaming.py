@@ -59,7 +59,12 @@ def test_a_200_mb_download_in_bounded_memory(mongrel2, handler):
         expected.update(PATTERN)
     assert size == 200 << 20
     assert digest.hexdigest() == expected.hexdigest()
-    assert peak - idle < 50 * 1024, f"RSS grew by {(peak - idle) // 1024} MiB"
+    # By design the stream holds one message and one chunk (1 MiB each here) and the frame
+    # being sent: about 3 MiB. Queueing what mongrel2 has not taken would hold 16 messages
+    # (16 MiB) before mongrel2 drops the connection; buffering the body, 200 MiB.
+    grown_mib = (peak - idle) / 1024
+    print(f"\n[measured] 200 MiB download: handler RSS grew {grown_mib:.1f} MiB")
+    assert grown_mib < 10, f"RSS grew by {grown_mib:.1f} MiB"
 
 
 def test_sse_events(mongrel2, handler):
