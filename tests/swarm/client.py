@@ -9,7 +9,9 @@ that token, else it was delivered to the wrong client. Prints one JSON document.
     burst NAME PORT N        N requests in flight at once, spread over the addresses NAME
                              resolves to (connections opened first, then every request sent)
     load NAME PORT C         C workers per front, until a line arrives on stdin; NAME is
-                             resolved again every 0.5 s: workers follow fronts that come and go
+                             resolved again every 0.5 s: workers follow fronts that come and go.
+                             Every 0.5 s a progress line (`{"progress": ...}`) so the test can
+                             wait on what the load sees; the report is the last line.
 """
 
 import asyncio
@@ -36,6 +38,7 @@ class Results:
         self.failures = []
         self.mismatched = 0
         self.started = time.time()
+        self.in_flight = {}  # request token -> when it was sent (wall clock)
 
     def front(self, address):
         return self.fronts.setdefault(address, {"ok": 0, "failed": 0, "first_ok": None, "last_ok": None,
@@ -62,6 +65,15 @@ class Results:
             self.mismatched += 1
         if len(self.failures) < MAX_FAILURES_LISTED:
             self.failures.append({"front": address, "time": now, "kind": kind, "detail": detail[:200]})
+
+    def progress(self):
+        """What the test waits on: counts, the handlers seen per front, and when the oldest
+        request still in flight was sent (None: nothing in flight)."""
+        return {"time": time.time(), "ok": sum(s["ok"] for s in self.fronts.values()),
+                "failed": sum(s["failed"] for s in self.fronts.values()),
+                "fronts": {a: {"ok": s["ok"], "failed": s["failed"], "handlers": sorted(s["handlers"])}
+                           for a, s in self.fronts.items()},
+                "oldest_in_flight": min(self.in_flight.values(), default=None)}
 
     def report(self, **extra):
         total_ok = sum(s["ok"] for s in self.fronts.values())
@@ -107,6 +119,7 @@ def check(results, address, token, status, headers, body, began):
 async def one(results, address, port, token=None):
     token = token or uuid.uuid4().hex
     began = time.monotonic()
+    results.in_flight[token] = time.time()
     writer = None
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 5)
@@ -120,6 +133,7 @@ async def one(results, address, port, token=None):
     except OSError as exc:
         results.failed(address, "connect", f"{type(exc).__name__}: {exc}")
     finally:
+        results.in_flight.pop(token, None)
         if writer is not None:
             writer.close()
 
@@ -185,6 +199,7 @@ async def load(name, port, concurrency):
                 for address in list(workers):
                     if address not in current:
                         workers.pop(address)  # its workers end after their current request
+            print(json.dumps({"progress": results.progress()}), flush=True)
             await asyncio.sleep(0.5)
 
     follower = asyncio.ensure_future(follow())

@@ -242,6 +242,18 @@ class Swarm:
                 raise AssertionError(f"{name}: {replicas} (update: {update or 'none'}) after {timeout}s, wanted {n}")
             time.sleep(0.5)
 
+    def wait_update_started(self, service: str, since: float, timeout: float = 60) -> None:
+        """Until Swarm has begun an update of `service` started after `since` (wall clock)."""
+        name = self.service(service)
+        deadline = time.monotonic() + timeout
+        while True:
+            stamp = json.loads(docker("service", "inspect", name))[0].get("UpdateStatus", {}).get("StartedAt")
+            if stamp and docker_time(stamp) >= since - 1:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name}: no update started after {timeout}s (last: {stamp or 'none'})")
+            time.sleep(0.2)
+
     def client_command(self, *args: str) -> list[str]:
         name = f"{self.name}-client-{uuid.uuid4().hex[:6]}"
         self.clients.append(name)
@@ -263,22 +275,65 @@ class Swarm:
 
 
 class Load:
-    """client.py in load mode, in its own container, until stop()."""
+    """client.py in load mode, in its own container, until stop(); its progress lines can
+    be waited on (`wait`) instead of sleeping."""
 
     def __init__(self, command: list[str]):
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)
         self.started = time.time()
-        self.output: tuple[str, str] | None = None
+        self.lines: list[str] = []
+        self.latest: dict[str, Any] | None = None
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line)
+                if line.startswith('{"progress"'):
+                    self.latest = json.loads(line)["progress"]
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait(self, predicate, timeout: float, what: str) -> dict[str, Any]:
+        """Until a progress line satisfies `predicate`; that progress."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                if self.latest is not None and predicate(self.latest):
+                    return self.latest
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._reader.is_alive():
+                    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last progress: "
+                                         f"{json.dumps(self.latest)[:1500]}")
+                self._changed.wait(min(remaining, 1.0))
+
+    def flowing(self, count: int = 100, timeout: float = 60) -> dict[str, Any]:
+        """Until `count` more requests have been answered."""
+        start = self.latest["ok"] if self.latest else 0
+        return self.wait(lambda p: p["ok"] >= start + count, timeout, f"{count} requests answered")
+
+    def settled_since(self, moment: float, timeout: float = 60) -> dict[str, Any]:
+        """Until every request in flight at `moment` (wall clock) has its outcome: served,
+        or failed (a lost one is closed after M2_IDLE_TIMEOUT)."""
+        return self.wait(lambda p: p["time"] > moment and (p["oldest_in_flight"] is None
+                                                          or p["oldest_in_flight"] > moment),
+                         timeout, "every request in flight at that moment to end")
 
     def stop(self, timeout: float = 60) -> dict[str, Any]:
         assert self.process.stdin is not None
         self.process.stdin.write("stop\n")
         self.process.stdin.flush()
-        out, err = self.process.communicate(timeout=timeout)
+        self.process.wait(timeout)
+        self._reader.join(10)
         if self.process.returncode != 0:
+            err = self.process.stderr.read() if self.process.stderr else ""
             raise AssertionError(f"load client failed ({self.process.returncode}): {err[-2000:]}")
-        return json.loads(out)
+        return json.loads(self.lines[-1])
 
     def kill(self) -> None:
         if self.process.poll() is None:

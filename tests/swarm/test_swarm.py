@@ -119,22 +119,32 @@ def test_600_concurrent_requests_over_two_fronts(swarm):
         assert served == handlers, f"front {address} was served by {served}, not by every handler {handlers}"
 
 
+def handlers_seen(progress) -> set[str]:
+    return {h for front in progress["fronts"].values() for h in front["handlers"]}
+
+
+# 12 workers per front: 24 requests in flight, so the 4 stopped handlers hold about 16 at
+# the scale-down. The bound (one in transit per stopped handler per front, 8) is below what
+# handlers that dropped what they held would lose.
+SCALE_WORKERS = 12
+
+
 def test_scale_handlers_3_6_2_under_load(swarm):
-    load = swarm.load(4)
+    load = swarm.load(SCALE_WORKERS)
     try:
-        time.sleep(3)
+        load.flowing()
         docker("service", "scale", "--detach", f"{swarm.service('handler')}=6")
         up = swarm.wait_replicas("handler", 6)
-        time.sleep(4)   # traffic reaches the new handlers
+        load.wait(lambda p: len(handlers_seen(p)) >= 6, 60, "the added handlers to take traffic")
         docker("service", "scale", "--detach", f"{swarm.service('handler')}=2")
         down = swarm.wait_replicas("handler", 2)
-        time.sleep(10)  # a request lost in transit is closed after M2_IDLE_TIMEOUT (8 s)
+        load.settled_since(time.time())  # a request lost in transit is closed after M2_IDLE_TIMEOUT (8 s)
         report = load.stop()
     finally:
         load.kill()
     served = {h for s in report["fronts"].values() for h in s["handlers"]}
-    log(f"scale handlers 3->6 ({up:.1f}s) ->2 ({down:.1f}s) under load: {summary(report)}; "
-        f"{len(served)} handlers served; failures: {[f['kind'] for f in report['failures']]}")
+    log(f"scale handlers 3->6 ({up:.1f}s) ->2 ({down:.1f}s) under load, {SCALE_WORKERS} workers per front: "
+        f"{summary(report)}; {len(served)} handlers served; failures: {[f['kind'] for f in report['failures']]}")
     assert report["mismatched"] == 0
     assert report["failed"] <= 4 * FRONTS, report["failures"]   # 4 handlers stopped
     assert len(served) >= 6   # the 3 added handlers took traffic
@@ -147,7 +157,7 @@ def test_a_killed_front_is_replaced_and_found(swarm):
     victim, survivor = fronts
     load = swarm.load(4)
     try:
-        time.sleep(3)
+        load.flowing()
         killed_at = time.time()
         docker("kill", victim["id"])
         deadline = time.monotonic() + 60
@@ -159,7 +169,9 @@ def test_a_killed_front_is_replaced_and_found(swarm):
             time.sleep(0.2)
         replacement = replacement[0]
         swarm.wait_replicas("mongrel2", 2, timeout=60)
-        time.sleep(12)  # its first successes, and the in-flight losses of the killed one
+        load.wait(lambda p: p["fronts"].get(replacement["front"], {}).get("ok", 0) > 0, 60,
+                  "a request answered through the replacement")
+        load.settled_since(killed_at)  # the killed front's requests in flight have failed
         report = load.stop()
     finally:
         load.kill()
@@ -192,17 +204,19 @@ def test_scale_fronts_2_3_2_under_load(swarm):
     old = {c["front"] for c in swarm.containers("mongrel2")}
     load = swarm.load(3)
     try:
-        time.sleep(2)
+        load.flowing()
         scaled_at = time.time()
         docker("service", "scale", "--detach", f"{swarm.service('mongrel2')}=3")
         swarm.wait_replicas("mongrel2", 3, timeout=90)
         added = [c for c in swarm.containers("mongrel2") if c["front"] not in old]
         assert len(added) == 1
         running = task_running_since(added[0]["task"])
-        time.sleep(8)   # DNS refresh (M2_FRONTS_REFRESH = 5 s), then traffic through it
+        # DNS refresh (M2_FRONTS_REFRESH = 5 s), then traffic through it from every handler
+        load.wait(lambda p: len(p["fronts"].get(added[0]["front"], {}).get("handlers", ())) == len(handlers_before),
+                  60, "every handler to answer through the added front")
         docker("service", "scale", "--detach", f"{swarm.service('mongrel2')}=2")
         swarm.wait_replicas("mongrel2", 2, timeout=90)
-        time.sleep(10)
+        load.settled_since(time.time())
         report = load.stop()
     finally:
         load.kill()
@@ -224,13 +238,13 @@ def test_rolling_update_of_the_handlers_under_load(swarm):
     before = {c["id"] for c in swarm.containers("handler")}
     load = swarm.load(4)
     try:
-        time.sleep(3)
-        began = time.monotonic()
+        load.flowing()
+        began, began_at = time.monotonic(), time.time()
         docker("service", "update", "--force", "--detach", swarm.service("handler"))
-        time.sleep(2)
+        swarm.wait_update_started("handler", began_at)
         swarm.wait_replicas("handler", len(before), timeout=240)
         took = time.monotonic() - began
-        time.sleep(10)
+        load.settled_since(time.time())
         report = load.stop()
     finally:
         load.kill()

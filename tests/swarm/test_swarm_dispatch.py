@@ -49,13 +49,14 @@ def test_the_dispatcher_runs_and_serves_every_front(swarm):
 def test_scale_handlers_3_6_2_under_load_loses_nothing(swarm):
     load = swarm.load(4)
     try:
-        time.sleep(3)
+        load.flowing()
         docker("service", "scale", "--detach", f"{swarm.service('handler')}=6")
         up = swarm.wait_replicas("handler", 6)
-        time.sleep(4)
+        load.wait(lambda p: len({h for f in p["fronts"].values() for h in f["handlers"]}) >= 6, 60,
+                  "the added handlers to take traffic")
         docker("service", "scale", "--detach", f"{swarm.service('handler')}=2")
         down = swarm.wait_replicas("handler", 2)
-        time.sleep(3)
+        load.settled_since(time.time())
         report = load.stop()
     finally:
         load.kill()
@@ -73,7 +74,7 @@ def test_a_killed_dispatcher_is_replaced_and_found(swarm):
     load = swarm.load(4)
     probe = None
     try:
-        time.sleep(3)
+        load.flowing()
         killed_at = time.time()
         docker("kill", victim["id"])
         # Fresh clients from the kill on: the load's may all be waiting on requests the dead
@@ -86,7 +87,8 @@ def test_a_killed_dispatcher_is_replaced_and_found(swarm):
         replacement, = [c for c in swarm.containers("dispatcher") if c["id"] != victim["id"]]
         swarm.wait_replicas("dispatcher", 1, timeout=60)
         running = task_running_since(replacement["task"])
-        time.sleep(12)  # handlers rejoin; what the killed one held is closed by the reaper (8 s)
+        probe.flowing(20)  # handlers rejoined the new dispatcher
+        load.settled_since(killed_at)  # what the killed one held is closed by the reaper (8 s)
         report = load.stop()
         probed = probe.stop()
     finally:
