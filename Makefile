@@ -1,17 +1,19 @@
 # make up     the stack, built and healthy      make test   every test
 # make down   remove it all                     make help   everything else
 #
-# Works with the Compose v2 plugin (`docker compose`) or v1 (`docker-compose`).
+# Compose v2 only: the machine's `docker compose` plugin, else one fetched into .tools/.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # Compose v2: the machine's `docker compose` plugin, else Debian's docker-compose package
 # (pinned, checksummed) unpacked into .tools/ by `make compose-v2`, which every target
-# that runs Compose depends on. COMPOSE=docker-compose still drives Compose v1 (1.29).
+# that runs Compose depends on. Compose v1 (docker-compose 1.x, end of life since 2023) is
+# refused with one line: it has no `up --wait`, and nothing here tests it any more.
 COMPOSE_V2_TOOL := .tools/docker-compose
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo $(CURDIR)/$(COMPOSE_V2_TOOL))
 COMPOSE_V1 = $(filter 1.%,$(shell $(COMPOSE) version --short 2>/dev/null))
+COMPOSE_V2_ONLY = $(if $(COMPOSE_V1),$(error COMPOSE=$(COMPOSE) is Compose v1 ($(COMPOSE_V1)): use Compose v2 (unset COMPOSE and the Makefile fetches it)))
 export COMPOSE_PROJECT_NAME ?= m2stack
 HUB ?= gevent
 HANDLERS ?= 1
@@ -69,8 +71,7 @@ build: base-image ca-certs compose-v2 ## build the images of the selected VARIAN
 	$(STACK) build
 
 up: build env $(if $(filter 1,$(TLS)),certs) ## start the VARIANT (HANDLERS handlers on HUB), wait until healthy; TLS=1 adds HTTPS
-	$(STACK) up -d $(if $(COMPOSE_V1),,--wait --wait-timeout 180) $(shell $(VARIANTS_PY) scale $(VARIANT_NAME) $(HANDLERS))
-	$(if $(COMPOSE_V1),@scripts/wait-healthy.sh $(COMPOSE_PROJECT_NAME) 180)
+	$(COMPOSE_V2_ONLY)$(STACK) up -d --wait --wait-timeout 180 $(shell $(VARIANTS_PY) scale $(VARIANT_NAME) $(HANDLERS))
 	@echo "up: http://localhost:$(lastword $(subst :, ,$(HTTP_PUBLISH)))/json  (variant: $(VARIANT_NAME), handlers: $(HANDLERS))"
 	$(if $(filter 1,$(TLS)),@echo "up: https://localhost:$(lastword $(subst :, ,$(TLS_PUBLISH)))/json  (trust .certs/ca.crt)")
 
@@ -84,7 +85,7 @@ logs: compose-v2 ## follow the logs
 ps: compose-v2 ## list the containers
 	$(STACK) ps
 
-test: lint test-unit test-integration test-e2e test-compose-v1 test-swarm ## every test: lint, unit, integration, end-to-end, Compose v1 smoke, Swarm
+test: lint test-unit test-integration test-e2e test-swarm ## every test: lint, unit, integration, end-to-end, Swarm
 
 test-image: base-image ca-certs
 	docker build -q -f services/Dockerfile --target test --build-arg LOCK=test -t $(TEST_IMAGE) .
@@ -151,7 +152,7 @@ clean: down ## remove the stack and the test venv
 
 # ---- Compose v2, Docker Swarm, registry (docs/swarm.md) --------------------------------
 
-.PHONY: compose-v2 swarm-up swarm-down swarm-stack-file push registry-image registry-up registry-down test-swarm test-compose-v1
+.PHONY: compose-v2 swarm-up swarm-down swarm-stack-file push registry-image registry-up registry-down test-swarm
 
 compose-v2: ## Compose v2 for this project: the machine's plugin, else Debian's package in .tools/
 	@$(if $(filter $(CURDIR)/$(COMPOSE_V2_TOOL),$(COMPOSE)),[ -x $(COMPOSE_V2_TOOL) ] || $(PYTHON) scripts/compose_v2.py $(COMPOSE_V2_TOOL),:)
@@ -191,7 +192,3 @@ registry-down: ## remove the local registry and its volume
 # killed, a rolling update, the registry path. About 5 minutes on 2 cores.
 test-swarm: images registry-image .venv/ok compose-v2 ## Docker Swarm: fronts x handlers, scaling, failover, registry
 	COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/swarm
-
-# While hosts still have Compose v1 (1.29): one stack up and down under it; skipped without it.
-test-compose-v1: images .venv/ok ## a smoke test of the stack under Compose v1 (docker-compose 1.29)
-	.venv/bin/python -m pytest -q -s -p no:cacheprovider tests/compose_v1

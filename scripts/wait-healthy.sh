@@ -1,6 +1,7 @@
 #!/bin/sh
 # Wait until every container of a compose project is running and healthy.
-# (`docker compose up --wait` does this on Compose v2; v1 has no --wait.)
+# (`docker compose up --wait` does this for `make up`; the e2e tests bring stacks up with
+# `up -d` and wait here, so they can report which service never became healthy.)
 # usage: wait-healthy.sh PROJECT [TIMEOUT_SECONDS]
 set -eu
 project="$1"
