@@ -6,7 +6,9 @@ beyond mongrel2's round-robin (docs/dispatcher.md).
   JSON at once, no client waits for mongrel2's reaper;
 - one CPU-starved handler among 4 gets a small share, the others keep their latency;
 - pipelined requests are answered in order; differing Content-Length values get 400;
-- the dispatcher SIGKILLed under load: only what it held is lost, service resumes alone.
+- the dispatcher SIGKILLed under load: only what it held is lost, service resumes alone;
+- what the README says is "the same" as without it: mongrel2 killed, the database stopped,
+  the 504 deadline (the default stack's own checks, run on this stack).
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ import time
 
 import pytest
 import requests
+import test_io
+import test_production
 
 from stack import DISPATCH, HUNG, GaugeWatch, Load, kill_9, p99, report, starved_figures, starved_handler, wait_outcomes
 from support import parse_head, read_until_close, wait_until
 
 DEAD_AFTER = 1.0        # DISPATCH_DEAD_AFTER: a silent handler is dead after this
 IDLE_TIMEOUT = 8        # M2_IDLE_TIMEOUT: mongrel2's reaper, which no test here may wait for
+REQUEST_TIMEOUT = test_production.REQUEST_TIMEOUT   # the 504 check below is test_production's
 STACK = {"purpose": "dispatch", "processes": 4,
          "env": {"M2_IDLE_TIMEOUT": str(IDLE_TIMEOUT), "DISPATCH_DEAD_AFTER": str(DEAD_AFTER),
-                 "ACCESS_LOG": "false"}}
+                 "ACCESS_LOG": "false", "HANDLER_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)}}
 pytestmark = pytest.mark.parametrize("stack", DISPATCH, indirect=True, scope="module")
 
 
@@ -223,3 +228,17 @@ def test_dispatcher_killed_under_load_loses_only_what_it_held_and_comes_back(sta
     for outcome in failed:
         assert outcome.started <= killed_at + 0.5, outcome
     assert [o for o in load.started_after(steady) if o.result != 200] == [], load.counts
+
+
+# -- what the README calls "the same" with the dispatcher: the default stack's checks, run here --
+
+def test_mongrel2_killed_under_load_serves_again_within_5_seconds(stack):
+    test_production.test_mongrel2_killed_under_load_serves_again_within_5_seconds(stack)
+
+
+def test_database_stopped_is_503_then_recovers_by_itself(stack):
+    test_io.test_database_stopped_is_503_then_recovers_by_itself(stack)
+
+
+def test_slow_request_gets_504_within_the_request_timeout(stack):
+    test_production.test_slow_request_gets_504_within_the_request_timeout(stack)
