@@ -79,12 +79,15 @@ case $M2_TLS in 0 | 1) ;; *) die "M2_TLS must be 0 or 1, got '$M2_TLS'" ;; esac
 case $M2_TLS_CIPHERS in
     '' | *[!A-Z0-9\ -]*) die "M2_TLS_CIPHERS must be mbedtls suite names (A-Z, 0-9, '-') separated by spaces, got '$M2_TLS_CIPHERS'" ;;
 esac
-# Only suites that exist from TLS 1.2 on (AEAD or SHA-2 MAC): with any older one in the
-# list, mbedtls 2.28 accepts TLS 1.0 and 1.1 handshakes (checked with openssl s_client).
+# Only AEAD suites (GCM, ChaCha20-Poly1305, CCM), which exist from TLS 1.2 on: with any
+# older suite in the list, mbedtls 2.28 accepts TLS 1.0 and 1.1 handshakes (checked with
+# openssl s_client). A SHA-2 MAC is not enough: *-CBC-SHA256 is CBC, *-NULL-SHA256 encrypts
+# nothing.
 for suite in $M2_TLS_CIPHERS; do
     case $suite in
-        TLS-*-SHA256 | TLS-*-SHA384 | TLS-*-CCM | TLS-*-CCM-8) ;;
-        *) die "M2_TLS_CIPHERS: $suite is usable before TLS 1.2 (only *-SHA256, *-SHA384, *-CCM, *-CCM-8 suites are allowed)" ;;
+        *-NULL-* | *-CBC-*) die "M2_TLS_CIPHERS: $suite is not an AEAD suite (only *-GCM-*, *-CHACHA20-POLY1305-*, *-CCM, *-CCM-8 are allowed)" ;;
+        TLS-*-GCM-SHA256 | TLS-*-GCM-SHA384 | TLS-*-CHACHA20-POLY1305-SHA256 | TLS-*-CCM | TLS-*-CCM-8) ;;
+        *) die "M2_TLS_CIPHERS: $suite is not an AEAD suite of TLS 1.2 (only *-GCM-*, *-CHACHA20-POLY1305-*, *-CCM, *-CCM-8 are allowed)" ;;
     esac
 done
 case $M2_HANDLER_PROTOCOL in json | tnetstring) ;; *) die "M2_HANDLER_PROTOCOL must be json or tnetstring, got '$M2_HANDLER_PROTOCOL'" ;; esac

@@ -34,14 +34,22 @@ def certs(tmp_path_factory):
     return directory
 
 
+# The eventlet front runs with an override of the suite list, the gevent one with the
+# default: each stack shows what its list lets a client negotiate.
+OVERRIDE = {"mongrel2-eventlet": ("TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384", ("ECDHE-ECDSA-AES256-GCM-SHA384",))}
+
+
 @pytest.fixture(scope="module", params=HUBS)
 def tls_stack(request, stacks, certs):
     tls_port = free_port()
+    ciphers, suites = OVERRIDE.get(request.param, ("", TLS12_AEAD))
     made = stacks.up(request.param, "tls", extra_files=("compose/tls.yml",),
                      env={"TLS_PUBLISH": f"127.0.0.1:{tls_port}",
                           "TLS_CERT": str(certs / "server.crt"),
-                          "TLS_KEY": str(certs / "server.key")})
+                          "TLS_KEY": str(certs / "server.key"),
+                          "M2_TLS_CIPHERS": ciphers})
     made.tls_port = tls_port
+    made.suites = suites
     made.https = requests.Session()
     # Passed with every request: a session's own `verify` loses to REQUESTS_CA_BUNDLE.
     made.ca = str(certs / "ca.crt")
@@ -115,7 +123,21 @@ def test_tls_1_2_with_an_aead_suite(tls_stack, certs):
     context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
     with handshake(tls_stack.tls_port, context) as tls:
         assert tls.version() == "TLSv1.2"
-        assert tls.cipher()[0] in TLS12_AEAD
+        assert tls.cipher()[0] in tls_stack.suites
+
+
+@pytest.mark.parametrize("suite", TLS12_AEAD)
+def test_exactly_the_configured_suites_are_negotiated(tls_stack, certs, suite):
+    context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2   # TLS 1.3 suites are not configurable here
+    context.set_ciphers(suite)
+    if suite in tls_stack.suites:
+        with handshake(tls_stack.tls_port, context) as tls:
+            assert tls.cipher()[0] == suite
+    else:
+        with pytest.raises(ssl.SSLError) as refused:
+            handshake(tls_stack.tls_port, context).close()
+        assert "ALERT" in (refused.value.reason or ""), refused.value
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
