@@ -21,6 +21,7 @@ import time
 
 import pytest
 import requests
+import streams
 import test_io
 import test_production
 
@@ -32,7 +33,7 @@ IDLE_TIMEOUT = 8        # M2_IDLE_TIMEOUT: mongrel2's reaper, which no test here
 REQUEST_TIMEOUT = test_production.REQUEST_TIMEOUT   # the 504 check below is test_production's
 STACK = {"purpose": "dispatch", "processes": 4,
          "env": {"M2_IDLE_TIMEOUT": str(IDLE_TIMEOUT), "DISPATCH_DEAD_AFTER": str(DEAD_AFTER),
-                 "ACCESS_LOG": "false", "HANDLER_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)}}
+                 "ACCESS_LOG": "false", "HANDLER_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT), **streams.UPLOAD_ENV}}
 pytestmark = pytest.mark.parametrize("stack", DISPATCH, indirect=True, scope="module")
 
 
@@ -228,6 +229,22 @@ def test_dispatcher_killed_under_load_loses_only_what_it_held_and_comes_back(sta
     for outcome in failed:
         assert outcome.started <= killed_at + 0.5, outcome
     assert [o for o in load.started_after(steady) if o.result != 200] == [], load.counts
+
+
+# -- WebSocket, streams, uploads: frames and notices go to the handler holding the connection --
+
+def test_websocket_echo_and_chat_through_the_dispatcher(stack):
+    streams.websocket_echo(stack)
+    streams.websocket_chat(stack)
+
+
+def test_a_stream_and_a_download_through_the_dispatcher(stack):
+    streams.streamed_chunks(stack)
+    streams.download_hashed(stack)
+
+
+def test_an_upload_over_the_content_length_through_the_dispatcher(stack):
+    streams.upload_hashed(stack)
 
 
 # -- what the README calls "the same" with the dispatcher: the default stack's checks, run here --

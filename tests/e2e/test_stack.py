@@ -12,11 +12,12 @@ from collections import Counter
 
 import pytest
 import requests
+import streams
 
 from stack import MONGREL2, report
 from support import wait_until
 
-STACK = {"purpose": "stack", "processes": 3}
+STACK = {"purpose": "stack", "processes": 3, "env": streams.UPLOAD_ENV}
 pytestmark = pytest.mark.parametrize("stack", MONGREL2, indirect=True, scope="module")
 
 
@@ -101,3 +102,19 @@ def test_scaling_down_and_up_keeps_serving_without_restarting_mongrel2(stack):
     assert all(isinstance(r, str) for r in failures) and len(failures) <= 2, Counter(results)
     assert stack.container_ids("mongrel2") == [mongrel2_id]
     assert stack.inspect(mongrel2_id)["State"]["StartedAt"] == started_at, "mongrel2 was restarted"
+
+
+# -- WebSocket, streams, uploads through mongrel2's round-robin ------------------------------
+
+def test_websocket_echo_and_chat_over_three_handlers(stack):
+    streams.websocket_echo(stack)
+    streams.websocket_chat(stack)
+
+
+def test_a_stream_arrives_as_produced_and_a_download_whole(stack):
+    streams.streamed_chunks(stack)
+    streams.download_hashed(stack)
+
+
+def test_an_upload_over_the_content_length_arrives_whole(stack):
+    streams.upload_hashed(stack)

@@ -1,0 +1,77 @@
+"""WebSocket, streamed responses and large uploads, checked end to end through mongrel2 with
+real clients. One set of checks, run by test_stack.py (mongrel2 round-robins) and by
+test_dispatch.py (the dispatcher routes a connection's frames to the handler holding it).
+The upload checks need the stack started with M2_UPLOAD_DIR (mongrel2's temp_store).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from websockets.sync.client import connect as ws_connect
+
+UPLOAD_ENV = {"M2_UPLOAD_DIR": "/srv/uploads"}
+PATTERN = bytes(range(256)) * 4096  # what /download sends, 1 MiB at a time
+
+
+def websocket_echo(stack, messages: int = 20) -> None:
+    """Text and binary frames echoed in order over one connection, then a clean close."""
+    url = f"ws://127.0.0.1:{stack.port}/ws/echo"
+    with ws_connect(url, open_timeout=10, close_timeout=5, proxy=None) as ws:
+        for i in range(messages):
+            ws.send(f"hello {i} é")
+            assert ws.recv(timeout=10) == f"hello {i} é"
+            payload = os.urandom(1000 + i)
+            ws.send(payload)
+            assert ws.recv(timeout=10) == payload
+
+
+def websocket_chat(stack, members: int = 3) -> None:
+    """Every member of the chat hears every other: the fan-out crosses handlers."""
+    url = f"ws://127.0.0.1:{stack.port}/ws/chat"
+    sockets = [ws_connect(url, open_timeout=10, close_timeout=5, proxy=None) for _ in range(members)]
+    try:
+        for index, ws in enumerate(sockets):
+            ws.send(f"from {index}")
+        for ws in sockets:
+            heard = set()
+            while len(heard) < members:
+                message = ws.recv(timeout=15)
+                heard |= {f"from {i}" for i in range(members) if f'"from {i}"' in message}
+    finally:
+        for ws in sockets:
+            ws.close()
+
+
+def streamed_chunks(stack) -> None:
+    """Chunks reach the client as they are produced, not at the end."""
+    with stack.http.get(stack.url + "/stream?chunks=6&interval_ms=300", stream=True, timeout=10) as response:
+        assert response.status_code == 200
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        first = next(response.iter_content(chunk_size=None))
+        assert first.startswith(b"chunk 0\n")
+        rest = b"".join(response.iter_content(chunk_size=None))
+    assert (first + rest).decode().split() == [f"{w}" for i in range(6) for w in ("chunk", str(i))]
+
+
+def download_hashed(stack, mib: int = 64) -> None:
+    expected = hashlib.sha256()
+    for _ in range(mib):
+        expected.update(PATTERN)
+    got, size = hashlib.sha256(), 0
+    with stack.http.get(stack.url + f"/download?mb={mib}", stream=True, timeout=60) as response:
+        assert response.status_code == 200
+        for chunk in response.iter_content(chunk_size=1 << 20):
+            got.update(chunk)
+            size += len(chunk)
+    assert (size, got.hexdigest()) == (mib << 20, expected.hexdigest())
+
+
+def upload_hashed(stack, mib: int = 32) -> None:
+    """A body far over mongrel2's content_length: through temp_store to one handler, whole."""
+    body = os.urandom(mib << 20)
+    response = stack.request("POST", "/upload", data=body, timeout=60,
+                             headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 200, response.text[:300]
+    assert response.json() == {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
