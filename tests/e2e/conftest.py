@@ -9,6 +9,12 @@ the module's stack for one variant, chosen by indirect parametrisation:
 
 Tests that share a parameter share the stack; pytest groups them, so each variant's
 stack comes up once per module and goes down before the next one comes up.
+
+`demo_stack` is one stack per demo variant for the whole session, shared by the modules
+that need only "the demo on this variant, 4 handlers or 2 workers" (test_parity.py,
+test_production.py, test_stack.py): they parametrize it with `scope="session"`, pytest
+runs every test of one variant together, and the tests that change the stack (kill, stop,
+scale) put it back as they found it. A module aliases it as its `stack`.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from comparison.variants import VARIANTS
-from stack import Stack
+from stack import DEMO_STACK, Stack
 from support import missing, require
 
 HERE = Path(__file__).resolve().parent
@@ -84,6 +90,23 @@ def stacks(docker_available):
         yield factory
     finally:
         factory.down_all()
+
+
+@pytest.fixture(scope="session")
+def session_stacks(docker_available):
+    factory = Stacks()
+    try:
+        yield factory
+    finally:
+        factory.down_all()
+
+
+@pytest.fixture(scope="session")
+def demo_stack(request, session_stacks):
+    """The demo on variant `request.param`, shared by every module that asks for it."""
+    made = session_stacks.up(request.param, "demo", **DEMO_STACK)
+    yield made
+    session_stacks.down(made)
 
 
 @pytest.fixture(scope="module")

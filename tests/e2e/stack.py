@@ -42,6 +42,14 @@ MONGREL2 = [name for name in DEMO if VARIANTS[name].front_door == "mongrel2"]
 WSGI = [name for name in DEMO if VARIANTS[name].front_door == "wsgi"]
 METRICS_PORT = 9100  # every app container, internal network only
 
+# The session's shared demo stacks (conftest.py `demo_stack`): enough processes for the
+# kill and scale tests, mongrel2's reaper and the app's deadline short enough to wait for.
+IDLE_TIMEOUT = 8        # M2_IDLE_TIMEOUT: mongrel2's reaper bound
+REQUEST_TIMEOUT = 4     # HANDLER_REQUEST_TIMEOUT: the app answers 504 after this
+DEMO_STACK = {"processes": {"mongrel2": 4, "wsgi": 2},
+              "env": {"M2_IDLE_TIMEOUT": str(IDLE_TIMEOUT), "HANDLER_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)}}
+SHARED = {"argnames": "demo_stack", "indirect": True, "scope": "session"}
+
 SCRAPE = ("import urllib.request; print(urllib.request.build_opener(urllib.request.ProxyHandler({}))"
           f".open('http://127.0.0.1:{METRICS_PORT}/metrics', timeout=5).read().decode())")
 

@@ -6,8 +6,8 @@
 Every test states ONE expectation and runs it against all four, so a behaviour that
 differs between front doors fails here. The differences that cannot be removed (README,
 "Differences between the front doors") are asserted as such at the end, explicitly.
-One stack per variant (module scope): one handler behind Mongrel2, two Gunicorn workers;
-four compose up/down cycles.
+The session's shared demo stacks (conftest.py): four handlers behind Mongrel2, two
+Gunicorn workers; this module runs first on each.
 """
 
 from __future__ import annotations
@@ -20,15 +20,19 @@ from functools import cache
 import pytest
 import requests
 
-from stack import DEMO, ROOT, Stack
+from stack import DEMO, ROOT, SHARED, Stack
 from support import parse_head, read_response, read_until_close
 
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 # Two Gunicorn workers, so that a response may come from either and the master's merge
-# of their metrics is exercised; one handler behind Mongrel2.
-STACK = {"purpose": "parity", "processes": {"mongrel2": 1, "wsgi": 2}}
-pytestmark = pytest.mark.parametrize("stack", DEMO, indirect=True, scope="module")
+# of their metrics is exercised; four handlers behind Mongrel2.
+pytestmark = pytest.mark.parametrize(argvalues=DEMO, **SHARED)
+
+
+@pytest.fixture
+def stack(demo_stack):
+    return demo_stack
 
 
 @cache

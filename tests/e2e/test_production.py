@@ -24,8 +24,11 @@ from stack import (
     COMPOSE,
     DEMO,
     HUNG,
+    IDLE_TIMEOUT,
     MONGREL2,
+    REQUEST_TIMEOUT,
     ROOT,
+    SHARED,
     GaugeWatch,
     Load,
     Stack,
@@ -38,15 +41,17 @@ from stack import (
 )
 from support import parse_head, send_raw, wait_until
 
-IDLE_TIMEOUT = 8        # M2_IDLE_TIMEOUT for these stacks: mongrel2's reaper bound
-REQUEST_TIMEOUT = 4     # HANDLER_REQUEST_TIMEOUT: the app answers 504 after this
 WAIT_BOUND = IDLE_TIMEOUT + 2 + 2   # reaper limit + 2 ticks of 1 s + scheduling slack
 LONG_MS = 3000          # a request that stays in flight while a test acts (< REQUEST_TIMEOUT)
 
-STACK = {"purpose": "prod", "processes": {"mongrel2": 4, "wsgi": 2},
-         "env": {"M2_IDLE_TIMEOUT": str(IDLE_TIMEOUT), "HANDLER_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)}}
-every_variant = pytest.mark.parametrize("stack", DEMO, indirect=True, scope="module")
-behind_mongrel2 = pytest.mark.parametrize("stack", MONGREL2, indirect=True, scope="module")
+# The session's shared demo stacks (4 handlers or 2 Gunicorn workers), see conftest.py.
+every_variant = pytest.mark.parametrize(argvalues=DEMO, **SHARED)
+behind_mongrel2 = pytest.mark.parametrize(argvalues=MONGREL2, **SHARED)
+
+
+@pytest.fixture
+def stack(demo_stack):
+    return demo_stack
 
 
 def in_flight_on_each(stack: Stack, count: int, watch: GaugeWatch) -> dict[str, float]:
