@@ -56,10 +56,14 @@ certs: ## a development CA and server certificate (localhost, 127.0.0.1, mongrel
 base-image: ## make sure debian:bookworm-slim exists (pull, else debootstrap)
 	@scripts/ensure-base-image.sh
 
+# Idempotent (a file is replaced only when it differs, and only stale ones are removed), so
+# builds running side by side never see the folder half written.
 ca-certs: ## copy EXTRA_CA_CERTS into the build context
 	@mkdir -p services/ca-certificates
-	@find services/ca-certificates -name '*.crt' -delete
-	@for cert in $(EXTRA_CA_CERTS); do cp "$$cert" services/ca-certificates/; done
+	@for cert in $(EXTRA_CA_CERTS); do cmp -s "$$cert" "services/ca-certificates/$${cert##*/}" || \
+	  cp "$$cert" services/ca-certificates/; done
+	@for have in services/ca-certificates/*.crt; do [ -e "$$have" ] || continue; \
+	  case " $(notdir $(EXTRA_CA_CERTS)) " in *" $${have##*/} "*) ;; *) rm -f "$$have" ;; esac; done
 
 env: ## write .env (project name, port, a random DB_PASSWORD made once and kept) for `docker compose` too
 	@pw=$$(sed -n 's/^DB_PASSWORD=//p' .env 2>/dev/null | tail -n 1); \
@@ -85,10 +89,22 @@ logs: compose-v2 ## follow the logs
 ps: compose-v2 ## list the containers
 	$(STACK) ps
 
-test: lint test-unit test-integration test-e2e test-swarm ## every test: lint, unit, integration, end-to-end, Swarm
+# Every suite, in the order that is quickest on 2 cores without running two suites with
+# timing bounds at once: the base image; then the other images built while the checks in
+# the test image run (lint, unit, integration); then the stacks (end-to-end, Swarm). The
+# build's log goes to build/images.log and is shown if it fails.
+test: base-image ca-certs compose-v2 .venv/ok ## every test: lint, unit, integration, end-to-end, Swarm
+	@mkdir -p build; set +e; \
+	 $(MAKE) --no-print-directory images registry-image > build/images.log 2>&1 & built=$$!; \
+	 $(MAKE) --no-print-directory lint test-unit test-integration; checked=$$?; \
+	 wait $$built; images=$$?; \
+	 [ $$images -eq 0 ] || { tail -n 60 build/images.log; echo "make test: building the images failed" >&2; exit $$images; }; \
+	 [ $$checked -eq 0 ] || exit $$checked; \
+	 echo "make test: images built (build/images.log)"
+	@$(MAKE) --no-print-directory test-e2e test-swarm
 
-test-image: base-image ca-certs
-	docker build -q -f services/Dockerfile --target test --build-arg LOCK=test -t $(TEST_IMAGE) .
+test-image: base-image ca-certs compose-v2
+	TEST_IMAGE=$(TEST_IMAGE) $(COMPOSE) -p m2stack-test -f tests/test-image.yml build --quiet test
 
 lint: test-image ## ruff, mypy and the import contracts between the layers (in the test image)
 	docker run --rm --entrypoint /app/scripts/lint.sh $(TEST_IMAGE)
