@@ -315,8 +315,8 @@ def test_a_killed_handlers_gets_are_repeated_and_its_post_gets_503(mongrel2, sta
 # - the handler's shutdown not waiting for what it holds (`hub.join(pool, 0.0)`): a POST it
 #   held got 503 ("stopped answering");
 # - the dispatcher still choosing a leaving handler (both `leaving` checks removed): NOT
-#   caught, nor by the e2e scale-down test: it answers the BYE at once and drops the
-#   handler once it holds nothing, so the window is a few ms; the rule is defence in depth.
+#   caught: it answers the BYE at once and drops the handler as soon as it holds nothing,
+#   so the window is a few ms and nothing is lost in it; the rule is defence in depth.
 def test_sigterm_under_steady_load_loses_nothing(mongrel2, stack):
     leaving, staying = stack.start_handlers(2)
     stop = threading.Event()
