@@ -39,7 +39,12 @@ def test_first_byte_of_a_3s_stream_comes_at_once(mongrel2, handler):
     assert (first + rest).count(b"\n") == 31
 
 
-def test_a_200_mb_download_in_bounded_memory(mongrel2, handler):
+def test_a_200_mb_download_in_bounded_memory(mongrel2, start_handler):
+    # At the default pace (one 1 MiB message every 10 ms: 100 MiB/s) a loaded machine's
+    # mongrel2 and client fall behind and mongrel2 drops the connection (docs/streaming.md,
+    # measured: 5 of 6 runs at load 5-11). What is tested here is the memory a stream holds,
+    # so the pace is one the machine can keep up with whatever else runs: 33 MiB/s.
+    handler = start_handler(HANDLER_STREAM_PACE="0.03")
     pid = handler.process.pid
     idle = rss_kib(pid)
     peak = idle
