@@ -138,3 +138,32 @@ def test_resolve_and_map_concurrently(hub):
     assert "127.0.0.1" in hub.resolve("localhost", 80) or "::1" in hub.resolve("localhost", 80)
     assert hub.map_concurrently(lambda n: n * 2, [1, 2, 3]) == [2, 4, 6]
     assert hub.versions()[hub.NAME] and "greenlet" in hub.versions()
+
+
+def test_libpq_waits_on_the_hub_not_in_the_os(hub):
+    import socket
+
+    import psycopg2
+    import psycopg2.extensions
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()  # the kernel accepts libpq's connection; nothing ever answers it
+    ticks = []
+
+    def meanwhile():
+        for _ in range(5):
+            hub.sleep(0.01)
+            ticks.append(1)
+        listener.close()  # resets the waiting connection
+
+    psycopg2.extensions.set_wait_callback(hub.wait_for_db)
+    try:
+        hub.spawn_background(meanwhile)
+        with pytest.raises(psycopg2.OperationalError):
+            psycopg2.connect(host="127.0.0.1", port=listener.getsockname()[1], dbname="x", user="x",
+                             connect_timeout=5)
+    finally:
+        psycopg2.extensions.set_wait_callback(None)
+        listener.close()
+    assert ticks == [1] * 5  # the hub ran other greenlets while libpq waited
