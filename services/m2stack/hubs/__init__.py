@@ -63,7 +63,8 @@ class Hub(AppHub, Protocol):
 
     def handoff_installed(self) -> bool:
         """True while the hand-off is greenlet's active trace: a later `greenlet.settrace`
-        by anyone else drops it, and then a request that waits stops its receiver."""
+        by anyone else drops it, and then a request that waits holds up its receiver
+        until it is done (each front serves one request at a time)."""
 
     def serve_here(self, pool: Any, take_over: Callable[[], Any], function: Callable[..., Any],
                    *args: Any) -> bool:
