@@ -94,6 +94,7 @@ def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
             pass
 
     pool = hub.make_pool(10_000)
+    hub.install_handoff()  # as the door does when it serves where received (the default)
 
     def spawn_many(function=int, *args) -> None:
         for _ in range(100):
@@ -107,11 +108,8 @@ def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
         # the door's receive loop, with a request that waits once (a query, say)
         while left[0]:
             left[0] -= 1
-            if not hub.serve_here(pool, hand_on, hub.sleep, 0):
-                return  # it waited: another receiver took over at that switch
-
-    def hand_on() -> None:
-        hub.spawn_background(receive_waiting)
+            if not hub.serve_here(pool, receive_waiting, hub.sleep, 0):
+                return  # it waited: another receiver was started at that switch
 
     def serve_many_waiting() -> None:
         left[0] = 100

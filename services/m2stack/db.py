@@ -9,9 +9,10 @@ for both hubs; the hub decides how to wait.
 libpq resolves host names with a blocking getaddrinfo(); the hub resolves the name first
 (`hub.resolve`: the OS resolver, off the hub's thread) and libpq gets the address (`hostaddr`).
 
-Failure policy, all as JSON errors from the app:
-  - no free connection within DB_POOL_TIMEOUT seconds: 503 "database pool exhausted";
-  - cannot connect, or the connection broke: 503 "database unavailable"; the broken
+Failure policy: this module raises its own errors, and the app decides how to answer
+them (the demo: 503 JSON with Retry-After, demo/world.py):
+  - no free connection within DB_POOL_TIMEOUT seconds: `PoolExhausted`;
+  - cannot connect, or the connection broke: `DatabaseUnavailable`; the broken
     connection and every idle one (they share its fate: a restarted server) are
     dropped, so the first request after the database returns gets a fresh connection;
   - any other error inside a transaction: ROLLBACK, nothing half-written.
@@ -25,7 +26,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from m2stack.app import HTTPError
 from m2stack.hubs import AppHub
 from m2stack.settings import DatabaseSettings
 
@@ -37,9 +37,24 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
-def unavailable(reason: str) -> HTTPError:
-    return HTTPError(503, "database unavailable", details={"reason": reason[:200]},
-                     headers=[("Retry-After", "1")])
+class DatabaseUnavailable(Exception):
+    """No database for this request now; `message` and `details` say why."""
+
+    message = "database unavailable"
+
+    def __init__(self, details: dict[str, Any]):
+        super().__init__(self.message, details)
+        self.details = details
+
+
+class PoolExhausted(DatabaseUnavailable):
+    """Every connection of the pool stayed busy for DB_POOL_TIMEOUT seconds."""
+
+    message = "database pool exhausted"
+
+
+def unavailable(reason: str) -> DatabaseUnavailable:
+    return DatabaseUnavailable({"reason": reason[:200]})
 
 
 class Pool:
@@ -91,13 +106,12 @@ class Pool:
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
-        """A connection for the duration of the block; 503 when none can be had."""
+        """A connection for the duration of the block; DatabaseUnavailable when none can
+        be had."""
         started = time.monotonic()
         if not self._slots.acquire(timeout=self.settings.pool_timeout):
-            raise HTTPError(503, "database pool exhausted",
-                            details={"pool_size": self.settings.pool_size,
-                                     "waited_seconds": round(time.monotonic() - started, 3)},
-                            headers=[("Retry-After", "1")])
+            raise PoolExhausted({"pool_size": self.settings.pool_size,
+                                 "waited_seconds": round(time.monotonic() - started, 3)})
         try:
             try:
                 conn = self._idle.pop()  # one step, so safe under real threads too (granian)

@@ -16,12 +16,9 @@ from typing import Any
 
 from prometheus_client import (
     REGISTRY,
-    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
-    multiprocess,
     start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -127,15 +124,6 @@ def request_finished(route: str, method: str, status: int, started: float) -> No
 def serve(port: int) -> None:
     """Expose /metrics on an internal port (a background thread: a greenlet once patched)."""
     start_http_server(port)
-
-
-def exposition() -> bytes:
-    """The text format, merging every Gunicorn worker in multiprocess mode."""
-    if MULTIPROCESS:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest()
 
 
 def watch_loop_lag(interval: float = 1.0) -> None:

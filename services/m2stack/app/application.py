@@ -38,6 +38,12 @@ class App:
         self.handler_id = handler_id or f"{socket.gethostname()}:{os.getpid()}"
         self.state = SimpleNamespace()
         self.hsts_max_age = 63_072_000  # two years, as browsers' preload lists expect; 0: none
+        self._error_answers: dict[type[Exception], Callable[[Any], HTTPError]] = {}
+
+    def answer_error(self, error: type[Exception], answer: Callable[[Any], HTTPError]) -> None:
+        """Answer an `error` an endpoint lets through (one the app does not know, e.g. a
+        database's) as the HTTPError `answer(exc)`, not as a 500."""
+        self._error_answers[error] = answer
 
     def route(self, pattern: str) -> Callable[[type[Endpoint]], type[Endpoint]]:
         """`@app.route(...)`: the same decorator as `Router.route`, on this app's routes."""
@@ -117,7 +123,11 @@ class App:
             allowed = ", ".join(endpoint.allowed_methods())
             raise HTTPError(405, f"method {method[:20]!r} not allowed here",
                             details={"allowed": allowed}, headers=[("Allow", allowed)])
-        response = action(endpoint(self, request), **params)
+        try:
+            response = action(endpoint(self, request), **params)
+        except tuple(self._error_answers) as exc:  # evaluated only when something is raised
+            answer = next(self._error_answers[cls] for cls in type(exc).__mro__ if cls in self._error_answers)
+            raise answer(exc) from exc
         if not isinstance(response, Response):
             raise TypeError(f"{endpoint.__name__}.{verb} returned {type(response).__name__},"
                             " not a Response")

@@ -29,6 +29,7 @@ def create_app(hub: AppHub, *, front_door: str) -> App:
     app = App(routes, hub_name=hub.NAME, front_door=front_door)
     # Built now, connected lazily: after any fork and any monkey-patching.
     app.state.db = db.Pool(load(DatabaseSettings), hub)
+    app.answer_error(db.DatabaseUnavailable, world.database_error)
     app.state.fanout = fanout.Client(load(FanoutSettings), hub)
     app.state.chat = chat.Room(app.state.db, hub)
     return app

@@ -1,9 +1,10 @@
 """The hub contract: what the front doors and the app's I/O ask of a greenlet hub.
 
-Two adapters honour it, gevent_hub.py and eventlet_hub.py, mirror images line for line;
-blocking.py honours the app-level part for code that runs with no hub at all. An entry
-point monkey-patches first, then imports its adapter and passes it down as an object:
-nothing looks a hub up by name after start-up.
+Two hubs honour it, gevent_hub.py and eventlet_hub.py: the loop they share is written
+once (greenlet_base.py), each holds only what its library does differently. blocking.py
+honours the app-level part for code that runs with no hub at all. An entry point
+monkey-patches first, then imports its hub and passes it down as an object: nothing looks
+a hub up by name after start-up.
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ T = TypeVar("T")
 class AppHub(Protocol):
     """What app-level I/O needs (PostgreSQL, outbound HTTP, deadlines)."""
 
-    NAME: str
     # `with Timeout(seconds):` raises the Timeout in the calling greenlet after `seconds`;
     # `Timeout(seconds, exception)` raises `exception` instead.
     Timeout: type[BaseException]
-    # psycopg2's wait callback (None: let libpq block, as in a plain thread).
-    wait_for_db: Callable[[Any], None] | None
+
+    @property
+    def NAME(self) -> str: ...
+
+    @property
+    def wait_for_db(self) -> Callable[[Any], None] | None:
+        """psycopg2's wait callback (None: let libpq block, as in a plain thread)."""
 
     def versions(self) -> dict[str, str]:
         """The versions of what the hub is made of, by name."""
@@ -36,7 +41,7 @@ class AppHub(Protocol):
     def make_semaphore(self, size: int) -> Any:
         """A bounded semaphore whose `acquire(timeout=s)` parks only the caller."""
 
-    def map_concurrently(self, function: Callable[[Any], T], items: list) -> list[T]:
+    def map_concurrently(self, function: Callable[[Any], T], items: list[Any]) -> list[T]:
         """`function` over `items`, each in its own greenlet; results in order."""
 
 
@@ -46,16 +51,27 @@ class Hub(AppHub, Protocol):
     zmq: ModuleType  # plain pyzmq: `receive` and `send` make it cooperative
 
     def make_pool(self, size: int) -> Any:
-        """A pool of at most `size` greenlets."""
+        """A pool of at most `size` greenlets (serving here also needs `install_handoff`)."""
 
     def spawn(self, pool: Any, function: Callable[..., Any], *args: Any) -> None:
         """Run `function` in the pool; blocks while the pool is full (back-pressure)."""
 
-    def serve_here(self, pool: Any, on_block: Callable[[], None], function: Callable[..., Any],
+    def install_handoff(self) -> None:
+        """Make `serve_here` possible (hubs/handoff.py): from then on every greenlet switch
+        of the process pays a Python call, so only a door that serves here installs it.
+        Idempotent."""
+
+    def handoff_installed(self) -> bool:
+        """True while the hand-off is greenlet's active trace: a later `greenlet.settrace`
+        by anyone else drops it, and then a request that waits holds up its receiver
+        until it is done (each front serves one request at a time)."""
+
+    def serve_here(self, pool: Any, take_over: Callable[[], Any], function: Callable[..., Any],
                    *args: Any) -> bool:
         """Run `function` in the calling greenlet, holding a place in the pool; if it
-        waits, `on_block()` is called at that moment (to hand the caller's role on) and
-        False is returned when it is done (hubs/handoff.py)."""
+        waits, `take_over` is started in a new greenlet at that moment (to carry on the
+        caller's role) and False is returned when `function` is done. Raises
+        hubs.handoff.NotInstalled before `install_handoff()`."""
 
     def spawn_background(self, function: Callable[..., Any], *args: Any) -> None: ...
 
@@ -84,11 +100,11 @@ GREEN_HUBS = ("gevent", "eventlet")
 
 
 def load(name: str) -> Hub:
-    """The adapter of a greenlet hub, after the caller has monkey-patched for it."""
+    """A greenlet hub, after the caller has monkey-patched for it."""
     if name not in GREEN_HUBS:
         raise ValueError(f"unknown hub {name!r}: expected one of {', '.join(GREEN_HUBS)}")
     module = importlib.import_module(f"m2stack.hubs.{name}_hub")
-    return cast(Hub, module)
+    return cast(Hub, module.HUB)
 
 
 def blocking_hub() -> AppHub:

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
 
 NAME = "blocking"
 wait_for_db = None  # psycopg2's default: block in libpq
@@ -19,13 +23,13 @@ def versions() -> dict[str, str]:
 class Timeout(Exception):
     """Accepted for symmetry; never fires without a hub."""
 
-    def __init__(self, seconds: float | None = None, exception=None):
+    def __init__(self, seconds: float | None = None, exception: BaseException | None = None):
         super().__init__(seconds)
 
-    def __enter__(self):
+    def __enter__(self) -> Timeout:
         return self
 
-    def __exit__(self, *exc_info) -> bool:
+    def __exit__(self, *exc_info: object) -> Literal[False]:
         return False
 
 
@@ -38,5 +42,5 @@ def make_semaphore(size: int) -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(size)
 
 
-def map_concurrently(function, items: list) -> list:
+def map_concurrently(function: Callable[[Any], T], items: list[Any]) -> list[T]:
     return [function(item) for item in items]
