@@ -180,7 +180,7 @@ class Fronts:
     def _receive(self, front: Front) -> None:
         zmq = self.hub.zmq
         serve_here = self.serve_here
-        take_over = front.take_over = front.take_over or (lambda: self.hub.spawn_background(self._receive, front))
+        take_over = front.take_over = front.take_over or (lambda: self._receive(front))  # the hub starts it
         while not front.closed and not self.stopping:
             try:
                 raw = self.hub.receive(front.requests, IDLE_WAKEUP)

@@ -102,6 +102,8 @@ class Mongrel2Door:
             self.fronts = Fronts(hub, self.context, settings, self.dispatch,
                                  self.serve_here if settings.serve_inline else None)
         self.pool = hub.make_pool(settings.max_in_flight)
+        if settings.serve_inline and self.link is None:
+            hub.install_handoff()
         # greenlet -> its request's perf_counter deadline, in the order the requests started
         self.deadlines: dict[Any, float] = {}
         # Access lines in batches (logs.AccessLog), when enabled and INFO is logged at all.
