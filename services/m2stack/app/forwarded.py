@@ -156,7 +156,9 @@ def _forwarded_hops(value: str) -> list[Hop]:
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in text:
         if char == '"':
             quoted = not quoted

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, TypeVar
+from collections.abc import Hashable
+from typing import Any, TypeVar, cast
 
 import msgspec
 
@@ -39,8 +40,8 @@ def malformed_json(exc: Exception) -> HTTPError:
     return HTTPError(400, "malformed JSON body", details=str(exc))
 
 
-@functools.lru_cache(maxsize=None)
-def _decoder(model: Any) -> msgspec.json.Decoder[Any]:
+@functools.cache  # one decoder per model, built on first use
+def _decoder(model: Hashable) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(model)
 
 
@@ -48,7 +49,9 @@ def decode_json(body: bytes, model: type[T], *, what: str = "body") -> T:
     """`body` as a `model`: 400 if it is not JSON or an object names a key twice, 422
     (`invalid <what>`, details `{"errors": [...]}`) listing every invalid field."""
     try:
-        return _checked(body, _decoder(model).decode(body))
+        value: T = _decoder(cast(Hashable, model)).decode(body)
+        parse_unique(body)  # a key named twice is refused even when the rest is valid
+        return value
     except msgspec.ValidationError as exc:
         first = exc
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter for bad UTF-8
@@ -56,11 +59,6 @@ def decode_json(body: bytes, model: type[T], *, what: str = "body") -> T:
     data = parse_unique(body)  # after a ValidationError, also the rest of the body
     errors = field_errors(data, model) or [_error("$", first)]
     raise HTTPError(422, f"invalid {what}", details={"errors": errors})
-
-
-def _checked(body: bytes, value: T) -> T:
-    parse_unique(body)
-    return value
 
 
 def field_errors(data: Any, model: Any) -> list[FieldError]:
