@@ -51,6 +51,10 @@ graceful_timeout = _settings.graceful_timeout
 timeout = 30  # async workers heartbeat from their hub, so a long /sleep does not trip this
 
 bind = [f"0.0.0.0:{_settings.port}"]
+# Whom to believe about the client (X-Forwarded-*, Forwarded) is decided once, in the app
+# layer, for both doors (FORWARDED_ALLOW_IPS, m2stack/app/forwarded.py): Gunicorn, which
+# would read that variable too and trust 127.0.0.1 when it is unset, trusts no one.
+forwarded_allow_ips = ""
 accesslog = "-"
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'

@@ -103,8 +103,18 @@ def test_both_header_families_must_agree():
     # A proxy that writes one family passes the client's other one through: a spoof.
     spoofed = {"x-forwarded-for": "203.0.113.7", "forwarded": "for=1.2.3.4"}
     assert resolve(spoofed) == (LB, "http")
-    spoofed_scheme = {"x-forwarded-for": "203.0.113.7", "forwarded": "for=203.0.113.7;proto=https"}
+    spoofed_scheme = {"x-forwarded-for": "203.0.113.7", "x-forwarded-proto": "http",
+                      "forwarded": "for=203.0.113.7;proto=https"}
     assert resolve(spoofed_scheme) == (LB, "http")
+    # A family that does not state the address or the scheme does not vote on it.
+    assert resolve({"forwarded": "for=203.0.113.7", "x-forwarded-proto": "https"}) == ("203.0.113.7", "https")
+
+
+def test_an_x_forwarded_for_naming_only_the_peer_says_nothing():
+    # Mongrel2 1.12 replaces X-Forwarded-For with the address it saw: the trusted proxy's.
+    assert resolve({"x-forwarded-for": LB, "forwarded": "for=203.0.113.7;proto=https"}) == ("203.0.113.7", "https")
+    assert resolve({"x-forwarded-for": LB, "x-forwarded-proto": "https"}) == (LB, "https")
+    assert resolve({"x-forwarded-for": f"{LB}, {LB}"}) == (LB, "http")
 
 
 def test_trusted_sets():

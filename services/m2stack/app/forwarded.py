@@ -14,11 +14,15 @@ The rule (`client_of`):
   scheme recorded beside it. Every address trusted: the leftmost one.
 - An entry that is not an address (`unknown`, an obfuscated `_name`, garbage) ends the
   walk: the client is the last address passed (the peer, if none), never a guess.
-- Both `Forwarded` and `X-Forwarded-*` present: believed only if they name the same
-  client and scheme. A proxy that writes one of them passes the other through from the
-  client, so a disagreement is a spoof of one of them; the peer is kept.
+- Both `Forwarded` and `X-Forwarded-*` present: each of the address and the scheme is
+  believed only if every header that states it says the same. A proxy that writes one
+  family passes the other through from the client, so a disagreement is a spoof of one
+  of them: the peer and the connection's scheme are kept.
+- An `X-Forwarded-For` that names only the peer says nothing: Mongrel2 1.12 writes its
+  client's address there, replacing whatever came (so behind Mongrel2 a proxy names the
+  client with `Forwarded`; `X-Forwarded-Proto` reaches the handler as it was sent).
 
-A trusted proxy must write (or overwrite) the header it is trusted for: one that passes
+A trusted proxy must write (or overwrite) the headers it is trusted for: one that passes
 a client's header through unread makes that header believed.
 """
 
@@ -94,19 +98,23 @@ def client_of(peer: str, scheme: str, headers: Mapping[str, str],
     """The client's address and scheme: `peer` and `scheme` (what the connection says)
     unless `peer` is trusted and the forwarding headers say more. `headers` have
     lower-case names, repeated ones joined with ", "."""
-    if not trusted or parse_address(peer) not in trusted:
+    peer_address = parse_address(peer)
+    if not trusted or peer_address not in trusted:
         return peer, scheme
     found = []
     forwarded = headers.get("forwarded")
     if forwarded is not None:
         found.append(_walk(_forwarded_hops(forwarded), trusted))
     x_for, x_proto = headers.get("x-forwarded-for"), headers.get("x-forwarded-proto")
+    if x_for is not None and "," not in x_for and parse_address(x_for) == peer_address:
+        x_for = None  # Mongrel2's own: the peer again
     if x_for is not None or x_proto is not None:
         found.append(_walk(_x_forwarded_hops(x_for, x_proto), trusted))
-    if not found or any(hop != found[0] for hop in found):
-        return peer, scheme
-    address, proto = found[0]
-    return (address or peer), (proto or scheme)
+    addresses = {address for address, _ in found if address is not None}
+    schemes = {proto for _, proto in found if proto is not None}
+    if len(addresses) > 1 or len(schemes) > 1:
+        return peer, scheme  # the two families disagree: one of them is a client's
+    return (addresses.pop() if addresses else peer), (schemes.pop() if schemes else scheme)
 
 
 Hop = tuple[str | None, str | None]  # (address as text or None, scheme or None)
