@@ -90,9 +90,15 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    from m2stack import metrics
+    from gunicorn.errors import AppImportError
+
+    from m2stack import metrics, run_wsgi
 
     metrics.watch_loop_lag()
+    try:
+        run_wsgi.load()  # the app, now: a bad APP stops Gunicorn at start, not at a request
+    except SystemExit as exc:
+        raise AppImportError(str(exc.code)) from None  # Gunicorn prints the one line and exits 4
 
 
 def child_exit(server, worker):

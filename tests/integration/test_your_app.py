@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from processes import HERE, ROOT, Gunicorn
-from support import require_module
+from support import free_port, require_module
 
 IMF_FIXDATE = re.compile(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
                          r" \d{4} \d\d:\d\d:\d\d GMT\Z")
@@ -175,3 +175,19 @@ def test_under_gunicorn_one_date_and_the_trusted_proxy_rule(gunicorn_factory):
     assert (seen["client"], seen["scheme"], seen["peer"]) == ("203.0.113.7", "https", "127.0.0.1")
     assert "x-handler-id" not in headers
     assert_one_good_date(headers)
+
+
+def test_a_bad_app_stops_gunicorn_at_start_with_one_line(tmp_path):
+    require_module("gunicorn", "the WSGI door runs under Gunicorn")
+    require_module("gevent", "Gunicorn's gevent worker")
+    env = dict(os.environ, APP="kinds_of_app:raising_factory", PORT=str(free_port()), WEB_CONCURRENCY="1",
+               GUNICORN_WORKER_CLASS="gevent", METRICS_PORT="0",
+               PYTHONPATH=os.pathsep.join([str(ROOT / "services"), str(HERE)]))
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "--config", str(ROOT / "services" / "gunicorn.conf.py"),
+                           "m2stack.run_wsgi:application"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode != 0, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("APP=")]
+    assert lines and lines[0].startswith("APP=kinds_of_app:raising_factory: the factory raised RuntimeError:"
+                                         " cannot reach the database (at "), done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
