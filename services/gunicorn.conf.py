@@ -51,6 +51,10 @@ graceful_timeout = _settings.graceful_timeout
 timeout = 30  # async workers heartbeat from their hub, so a long /sleep does not trip this
 
 bind = [f"0.0.0.0:{_settings.port}"]
+# Whom to believe about the client (X-Forwarded-*, Forwarded) is decided once, in the app
+# layer, for both doors (FORWARDED_ALLOW_IPS, m2stack/app/forwarded.py): Gunicorn, which
+# would read that variable too and trust 127.0.0.1 when it is unset, trusts no one.
+forwarded_allow_ips = ""
 accesslog = "-"
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
@@ -86,9 +90,15 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    from m2stack import metrics
+    from gunicorn.errors import AppImportError
+
+    from m2stack import metrics, run_wsgi
 
     metrics.watch_loop_lag()
+    try:
+        run_wsgi.load()  # the app, now: a bad APP stops Gunicorn at start, not at a request
+    except SystemExit as exc:
+        raise AppImportError(str(exc.code)) from None  # Gunicorn prints the one line and exits 4
 
 
 def child_exit(server, worker):

@@ -52,6 +52,21 @@ def load(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
         raise SettingsError(f"setting {name}={values.get(name, '')!r}: {reason}") from None
 
 
+class AppSettings(msgspec.Struct, frozen=True):
+    """What app a process serves and what every response says (m2stack.apps), whichever
+    front door serves it."""
+
+    # package.module:attr: an m2stack App, a factory taking a m2stack.startup.Startup, or a
+    # WSGI callable (docs/apps.md says how they are told apart).
+    app: str = field(default="m2stack.demo:create_app", name="APP")
+    # X-Handler-Id (hostname:pid) on every response: which process answered, for the
+    # stack's tests, benchmarks and operators; false where even that should not leave.
+    handler_id_header: bool = field(default=True, name="HANDLER_ID_HEADER")
+    # Peers (addresses, CIDR networks, comma-separated; * for any) whose X-Forwarded-For,
+    # X-Forwarded-Proto and Forwarded headers name the client. "": none, the peer is the client.
+    forwarded_allow_ips: str = field(default="", name="FORWARDED_ALLOW_IPS")
+
+
 class FrontSettings(msgspec.Struct, frozen=True):
     """How a process finds and keeps its mongrel2s: a handler, or the dispatcher."""
 

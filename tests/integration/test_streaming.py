@@ -8,6 +8,8 @@ import socket
 import time
 from urllib.parse import urlsplit
 
+import pytest
+
 from m2stack.demo.streaming import PATTERN
 from support import read_until_close, wait_until
 
@@ -130,8 +132,10 @@ def test_a_client_that_leaves_stops_the_producer(mongrel2, handler):
     assert any(e.get("reason") == "client gone" for e in handler.log_entries())
 
 
-def test_a_streaming_wsgi_app_is_streamed(mongrel2, start_handler):
-    start_handler(APP="streaming_wsgi_app:app")
+@pytest.mark.parametrize("attribute, framing", [("app", "chunked"), ("declared", "length")])
+def test_a_streaming_wsgi_app_is_streamed(mongrel2, start_handler, attribute, framing):
+    """Whatever headers it declared (a Content-Length too), as Gunicorn would serve it."""
+    start_handler(APP=f"streaming_wsgi_app:{attribute}")
     conn = connect(mongrel2.url)
     started = time.monotonic()
     conn.request("GET", "/anything")
@@ -140,5 +144,8 @@ def test_a_streaming_wsgi_app_is_streamed(mongrel2, start_handler):
     first_byte = time.monotonic() - started
     body = first + response.read()
     conn.close()
-    assert response.getheader("Transfer-Encoding") == "chunked"
+    if framing == "chunked":
+        assert response.getheader("Transfer-Encoding") == "chunked"
+    else:
+        assert response.getheader("Content-Length") == str(len(body)) and not response.getheader("Transfer-Encoding")
     assert first_byte < 0.5 and body == b"".join(b"part %d\n" % i for i in range(5))

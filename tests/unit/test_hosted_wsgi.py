@@ -44,21 +44,66 @@ def hello_wsgi(environ, start_response):
     return [body[:10], b"", body[10:]]
 
 
+def hosted_hello(request: Request, *, validated: bool):
+    app = HostedWSGIApp(validator(hello_wsgi) if validated else hello_wsgi, hub_name="gevent",
+                        front_door="mongrel2")
+    return app.handle(request)
+
+
+def post_hello() -> Request:
+    return mongrel2_request("POST", "/caf%C3%A9", "b=2&a=1&b=3", b"hello",
+                            {"content-type": "text/plain", "user-agent": "t/1", "x_evil": "dropped"})
+
+
+HELLO = {"method": "POST", "path": "/caf\xc3\xa9", "query": "b=2&b=3&a=1", "body": "hello",
+         "type": "text/plain", "length": "5", "agent": "t/1",
+         "server": ["example.test", "6767"], "remote": "10.0.0.9", "hub": "gevent"}
+
+
 def test_wsgi_app_behind_mongrel2_gets_a_pep3333_environ():
-    app = HostedWSGIApp(validator(hello_wsgi), hub_name="gevent", front_door="mongrel2")
-    response = app.handle(mongrel2_request(
-        "POST", "/caf%C3%A9", "b=2&a=1&b=3", b"hello",
-        {"content-type": "text/plain", "user-agent": "t/1", "x_evil": "dropped"}))
-    assert response.status == 201
-    data = json.loads(response.body)
-    assert data == {"method": "POST", "path": "/caf\xc3\xa9", "query": "b=2&b=3&a=1", "body": "hello",
-                    "type": "text/plain", "length": "5", "agent": "t/1",
-                    "server": ["example.test", "6767"], "remote": "10.0.0.9", "hub": "gevent"}
+    response = hosted_hello(post_hello(), validated=False)  # a list: handed over whole, one message
+    assert response.status == 201 and response.stream is None
+    assert json.loads(response.body) == HELLO
     names = [n.lower() for n, _ in response.headers]
     assert "connection" not in names and names.count("content-length") == 1
-    assert dict(response.headers)["Content-Length"] == str(len(response.body))
+    assert dict(response.headers)["Content-Length"] == str(len(response.body))  # what is really sent
     assert [v for n, v in response.headers if n == "Set-Cookie"] == ["a=1", "b=2"]
     assert dict(response.headers)["X-Front-Door"] == "mongrel2"
+
+
+def test_any_other_iterable_is_streamed_with_the_headers_the_app_declared():
+    response = hosted_hello(post_hello(), validated=True)  # wsgiref's wrapper: an iterator, not a list
+    assert response.status == 201 and response.stream is not None
+    assert json.loads(b"".join(response.stream)) == HELLO  # wsgiref.validate checks it was closed
+    names = [n.lower() for n, _ in response.headers]
+    assert "connection" not in names and dict(response.headers)["Content-Length"] == "999"  # the app's word
+
+
+def test_a_body_produced_over_time_is_not_collected_whatever_its_declared_length():
+    produced = []
+
+    def slow(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "6")])
+        for part in (b"ab", b"cd", b"ef"):
+            produced.append(part)
+            yield part
+
+    response = HostedWSGIApp(slow).handle(mongrel2_request())
+    chunks = iter(response.stream)
+    assert next(chunks) == b"ab" and produced == [b"ab"]  # the rest is not produced yet
+    assert list(chunks) == [b"cd", b"ef"] and dict(response.headers)["Content-Length"] == "6"
+
+
+def test_a_tuple_and_write_calls_are_collected():
+    def app_(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/plain"), ("Date", "Thu, 01 Jan 1970 00:00:00 GMT")])
+        write(b"written ")
+        return (b"and ", b"returned")
+
+    response = HostedWSGIApp(app_).handle(mongrel2_request())
+    assert response.stream is None and response.body == b"written and returned"
+    dates = [v for n, v in response.headers if n.lower() == "date"]
+    assert len(dates) == 1 and dates[0] != "Thu, 01 Jan 1970 00:00:00 GMT"  # the server's own Date
 
 
 def test_wsgi_app_head_keeps_the_declared_length():
@@ -113,7 +158,8 @@ def test_flask_example_behind_the_mongrel2_adapter():
     flask_app = require_module("examples.flask_app", "the Flask example runs behind the hosted-WSGI adapter")
     app = HostedWSGIApp(flask_app.app, hub_name="gevent", front_door="mongrel2")
     response = app.handle(mongrel2_request(path="/items/1"))
-    assert response.status == 200 and json.loads(response.body) == {"id": 1, "name": "mongrel"}
+    # Flask hands over an iterator (werkzeug's ClosingIterator): streamed, as Gunicorn would.
+    assert response.status == 200 and json.loads(b"".join(response.stream)) == {"id": 1, "name": "mongrel"}
     response = app.handle(mongrel2_request(path="/login"))
     assert len([v for n, v in response.headers if n == "Set-Cookie"]) == 2
 

@@ -1,4 +1,5 @@
-"""POST /items validation: one typed pass when valid, every error listed when not."""
+"""Validation in the app layer (app/validation.py), on the demo's model (POST /items):
+one typed pass when valid, every error listed when not."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from m2stack.app import HTTPError
-from m2stack.demo.items import OWNER_ONLY, ItemIn, ItemPublic, decode_item, item_errors, parse_unique
+from m2stack.app.validation import decode_json, field_errors, parse_unique
+from m2stack.demo.items import OWNER_ONLY, ItemIn, ItemPublic
+
+
+def decode_item(body: bytes) -> ItemIn:
+    return decode_json(body, ItemIn, what="item")
+
+
+def item_errors(data) -> list[dict[str, str]]:
+    return field_errors(data, ItemIn)
 
 VALID = {"name": "Tea", "price_cents": 450, "owner_email": "o@example.org"}
 
@@ -19,7 +29,7 @@ def errors_of(body) -> dict[str, str]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     with pytest.raises(HTTPError) as caught:
         decode_item(raw)
-    assert caught.value.status == 422
+    assert (caught.value.status, caught.value.message) == (422, "invalid item")
     return {e["path"]: e["reason"] for e in caught.value.details["errors"]}
 
 

@@ -271,12 +271,11 @@ def test_the_wsgi_door_answers_a_websocket_endpoint_with_400_json():
 
     from test_wsgi_door import call, make_environ
 
-    from m2stack import hubs
-    from m2stack.demo import create_app
+    from m2stack import apps, hubs
     from m2stack.doors import wsgi
 
     blocking = hubs.blocking_hub()
-    adapter = wsgi.WSGIAdapter(create_app(blocking, front_door="wsgi"), blocking, max_body=100)
+    adapter = wsgi.WSGIAdapter(apps.load_app(blocking, front_door="wsgi"), blocking, max_body=100)
     for path in ("/ws/echo", "/ws/chat"):
         status, headers, body = call(adapter, make_environ(path=path, headers={
             "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",

@@ -16,9 +16,8 @@ from wsgiref.validate import validator
 
 import pytest
 
-from m2stack import hubs, run_wsgi
+from m2stack import apps, hubs, run_wsgi
 from m2stack.app import App, Endpoint
-from m2stack.demo import create_app
 from m2stack.doors import wsgi
 from support import require_module
 
@@ -65,7 +64,7 @@ def header(headers, name):
 
 @pytest.fixture
 def adapter():
-    return wsgi.WSGIAdapter(create_app(BLOCKING, front_door="wsgi"), BLOCKING, max_body=100)
+    return wsgi.WSGIAdapter(apps.load_app(BLOCKING, front_door="wsgi"), BLOCKING, max_body=100)
 
 
 def test_json_endpoint_with_every_final_header(adapter):

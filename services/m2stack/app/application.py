@@ -4,6 +4,10 @@ It knows nothing about Mongrel2, WSGI or the hub. A front door builds a `Request
 `Request.from_raw`, calls `App.handle` (or `handle_within`, with the hub's timer), and
 gets back a final `Response` (status, complete headers, body) that it only writes out.
 `App.handle` never raises: every failure becomes a JSON error response.
+
+Who loads the app (m2stack.apps) sets what a deployment decides: whether responses carry
+`Date` (not behind a WSGI server, which writes its own) and `X-Handler-Id`, and which
+peers may say who the client was (`trusted_proxies`, app/forwarded.py).
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from email.utils import formatdate
 from types import SimpleNamespace
 from typing import Any, cast
 
 from m2stack import metrics
+from m2stack.app.forwarded import TrustedProxies, client_of
 from m2stack.app.request import Request
 from m2stack.app.response import DeadlineExceeded, HTTPError, Response, StreamingResponse, error_response
 from m2stack.app.routing import SUPPORTED_METHODS, Endpoint, Route, Router
@@ -38,6 +44,9 @@ class App:
         self.handler_id = handler_id or f"{socket.gethostname()}:{os.getpid()}"
         self.state = SimpleNamespace()
         self.hsts_max_age = 63_072_000  # two years, as browsers' preload lists expect; 0: none
+        self.date_header = True       # RFC 9110 6.6.1: an origin server with a clock sends Date
+        self.handler_id_header = True  # X-Handler-Id: which process answered
+        self.trusted_proxies = TrustedProxies()  # none: the connection's peer is the client
         self._error_answers: dict[type[Exception], Callable[[Any], HTTPError]] = {}
 
     def answer_error(self, error: type[Exception], answer: Callable[[Any], HTTPError]) -> None:
@@ -58,6 +67,9 @@ class App:
         The front door bounds the time: it raises `DeadlineExceeded` into this greenlet
         when the request runs out of it, and that becomes a 504 here."""
         started = time.perf_counter()
+        if self.trusted_proxies:
+            request.remote_addr, request.scheme = client_of(
+                request.peer_addr, request.scheme, request.headers, self.trusted_proxies)
         found = None if request.error else self.resolve(request.path)
         metrics.request_started()
         try:
@@ -98,8 +110,11 @@ class App:
             headers.append(("Content-Length", str(len(response.body))))
         elif request.method == "HEAD":
             cast(StreamingResponse, response).discard()
+        if self.date_header:
+            headers.append(("Date", http_date()))
         headers.append(("X-Request-Id", request.request_id))
-        headers.append(("X-Handler-Id", self.handler_id))
+        if self.handler_id_header:
+            headers.append(("X-Handler-Id", self.handler_id))
         headers.append(("X-Hub", self.hub_name))
         headers.append(("X-Front-Door", self.front_door))
         if request.scheme == "https" and self.hsts_max_age:
@@ -132,3 +147,18 @@ class App:
             raise TypeError(f"{endpoint.__name__}.{verb} returned {type(response).__name__},"
                             " not a Response")
         return response
+
+
+_date_second = -1
+_date_text = ""
+
+
+def http_date(now: float | None = None) -> str:
+    """The IMF-fixdate of `now` (default: the clock), e.g. `Fri, 04 Dec 2026 16:31:30 GMT`;
+    formatted at most once a second."""
+    global _date_second, _date_text
+    second = int(time.time() if now is None else now)
+    if second != _date_second:
+        _date_text = formatdate(second, usegmt=True)
+        _date_second = second
+    return _date_text

@@ -84,10 +84,11 @@ class HostedWSGIApp(App):
     """An `App` that serves a WSGI callable, so the Mongrel2 front door can run any WSGI app.
 
     Routing is the WSGI app's (every path resolves to it); what it raises becomes the
-    same 500 JSON as ours. A list or tuple body, or one declared (Content-Length) at
-    most COLLECT_UP_TO bytes long, is sent in one message; any other iterable is
-    streamed (a StreamingResponse: chunked, or with the Content-Length the app
-    declared), its headers sent with its first non-empty chunk as PEP 3333 says.
+    same 500 JSON as ours. As Gunicorn serves it: a body handed over whole (a list or a
+    tuple) is sent in one message; any other iterable may be produced over time, so it
+    is streamed (a StreamingResponse: chunked, or with the Content-Length the app
+    declared), its headers sent with its first non-empty chunk as PEP 3333 says, each
+    later chunk as it comes, whatever headers the app declared. `Date` is the server's.
     """
 
     def __init__(self, wsgi_app: WSGIApp, **kwargs: Any):
@@ -116,7 +117,7 @@ class HostedWSGIApp(App):
 
         result = self.wsgi_app(environ_for(request, self.hub_name), start_response)
         streamed: Generator[bytes, None, None] | None = None
-        if isinstance(result, (list, tuple)) or _small(started):  # one message, as before
+        if isinstance(result, (list, tuple)):  # handed over whole: one message
             collected: Iterable[bytes] = result
         else:
             # Anything else may be produced over time: headers go with its first non-empty
@@ -150,8 +151,8 @@ class HostedWSGIApp(App):
                     else StreamingResponse(streamed, code, content_type=None))
         for name, value in headers:
             lowered = name.lower()
-            if lowered in httpspec.HOP_BY_HOP:
-                continue
+            if lowered in httpspec.HOP_BY_HOP or lowered == "date":
+                continue  # the server's own (App.finish or the WSGI server writes Date)
             if lowered == "content-length" and request.method != "HEAD" and streamed is None:
                 continue  # App.finish sets the length of what is really sent
             response.set_header(name, value, replace=False)
@@ -165,17 +166,6 @@ class HostedWSGIApp(App):
         if declared and (request.method == "HEAD" or response.stream is not None):
             response.set_header("Content-Length", declared[-1])  # a streamed body keeps it
         return response
-
-
-COLLECT_UP_TO = 1 << 20  # bytes: a body declared this small is sent in one message
-
-
-def _small(started: list[Any]) -> bool:
-    """start_response already called with a Content-Length of at most COLLECT_UP_TO."""
-    if not started:
-        return False
-    declared = [v for n, v in started[1] if n.lower() == "content-length"]
-    return bool(declared) and declared[-1].strip().isdigit() and int(declared[-1]) <= COLLECT_UP_TO
 
 
 def _first_chunk(chunks: Iterator[bytes]) -> bytes | None:

@@ -7,20 +7,18 @@ import os
 import re
 import secrets
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 import msgspec
 
 from m2stack.app.response import HTTPError
+from m2stack.app.validation import decode_json, malformed_json
 
+T = TypeVar("T")
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 _json_decoder = msgspec.json.Decoder()
-
-
-def malformed_json(exc: Exception) -> HTTPError:
-    return HTTPError(400, "malformed JSON body", details=str(exc))
 
 
 def _strict_unquote(raw: bytes, what: str) -> str:
@@ -52,7 +50,7 @@ class Request:
     """One HTTP request, as every front door hands it to the app."""
 
     __slots__ = ("method", "path", "query", "headers", "body", "version",
-                 "remote_addr", "scheme", "request_id", "error", "_cookies")
+                 "remote_addr", "peer_addr", "scheme", "request_id", "error", "_cookies")
 
     def __init__(self, method: str, path: str, query: dict[str, list[str]],
                  headers: dict[str, str], body: bytes, *, version: str = "HTTP/1.1",
@@ -63,7 +61,10 @@ class Request:
         self.headers = headers  # lower-case names; repeated headers joined with ", "
         self.body = body
         self.version = version
+        # The client's address and scheme: those of the connection, until `App.handle` takes
+        # them from a trusted proxy's headers (FORWARDED_ALLOW_IPS, app/forwarded.py).
         self.remote_addr = remote_addr
+        self.peer_addr = remote_addr  # the connection's peer, whatever the headers say
         self.scheme = scheme  # "https" when the client reached the front door over TLS
         self.request_id = request_id or new_request_id(headers.get("x-request-id"))
         self.error: HTTPError | None = None  # set when the wire form could not be decoded
@@ -131,6 +132,13 @@ class Request:
             return _json_decoder.decode(self.body)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter for bad UTF-8
             raise malformed_json(exc) from None
+
+    def decode(self, model: type[T], *, what: str = "body") -> T:
+        """The body decoded and validated as `model` (a msgspec Struct, app/validation.py):
+        415 for another content type, 400 for malformed JSON or a key named twice, 422
+        (`invalid <what>`) listing every invalid field with its path."""
+        self.expect_json()
+        return decode_json(self.body, model, what=what)
 
     @property
     def wants_close(self) -> bool:

@@ -13,15 +13,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from types import SimpleNamespace
+from typing import Any, Protocol
 
 from m2stack.app.request import Request
 from m2stack.app.response import Response, json_response
 
-if TYPE_CHECKING:
-    from m2stack.app.application import App
-
 SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+class Serving(Protocol):
+    """What an endpoint sees of the app serving it (`App` is one). Declared here, not
+    imported, so that routes never import the app that imports them."""
+
+    hub_name: str
+    front_door: str
+    handler_id: str
+    state: SimpleNamespace
 
 
 class Endpoint:
@@ -29,7 +37,7 @@ class Endpoint:
     parameters as keyword arguments and return a `Response` (or raise `HTTPError`).
     HEAD runs `get` and drops the body."""
 
-    def __init__(self, app: App, request: Request):
+    def __init__(self, app: Serving, request: Request):
         self.app = app
         self.request = request
 

@@ -26,14 +26,11 @@ A front door with no WebSocket (Gunicorn's WSGI) serves the endpoint's `get`: 40
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from m2stack.app.request import Request
 from m2stack.app.response import HTTPError, Response
-from m2stack.app.routing import Endpoint
-
-if TYPE_CHECKING:
-    from m2stack.app.application import App
+from m2stack.app.routing import Endpoint, Serving
 
 DEFAULT_MAX_MESSAGE = 1 << 20  # bytes; larger messages are refused with close code 1009
 
@@ -70,7 +67,7 @@ class WebSocketEndpoint(Endpoint):
 
     max_message: int = DEFAULT_MAX_MESSAGE
 
-    def __init__(self, app: App, request: Request, connection: WebSocketConnection | None = None):
+    def __init__(self, app: Serving, request: Request, connection: WebSocketConnection | None = None):
         super().__init__(app, request)
         self.connection: Any = connection
 
@@ -84,7 +81,7 @@ class WebSocketEndpoint(Endpoint):
         pass
 
     @classmethod
-    def on_disconnect(cls, app: App, key: str) -> None:
+    def on_disconnect(cls, app: Serving, key: str) -> None:
         pass
 
     def get(self) -> Response:

@@ -8,9 +8,9 @@
     streaming.py /stream /events /download (streamed bodies)
     uploads.py  POST /upload (size and SHA-256 of the body; large ones via mongrel2's temp_store)
 
-`create_app` is the one factory, so no endpoint is written twice. The hub is passed in:
-the database pool and the fan-out client are built on it here, once, and shared through
-`app.state`.
+`create_app` is the one factory (the default `APP`, served like any team's own): the
+database pool and the fan-out client are built here, once per process, on the hub that
+`Startup` hands over, and shared through `app.state`.
 """
 
 from __future__ import annotations
@@ -18,18 +18,19 @@ from __future__ import annotations
 from m2stack import db
 from m2stack.app import App, Router
 from m2stack.demo import basics, chat, fanout, items, streaming, uploads, world
-from m2stack.hubs import AppHub
-from m2stack.settings import DatabaseSettings, FanoutSettings, load
+from m2stack.settings import DatabaseSettings, FanoutSettings
+from m2stack.startup import Startup
 
 
-def create_app(hub: AppHub, *, front_door: str) -> App:
+def create_app(startup: Startup) -> App:
     routes = Router()
     for module in (basics, world, items, fanout, chat, streaming, uploads):
         routes.include(module.routes)
-    app = App(routes, hub_name=hub.NAME, front_door=front_door)
+    state = startup.state
     # Built now, connected lazily: after any fork and any monkey-patching.
-    app.state.db = db.Pool(load(DatabaseSettings), hub)
+    state.db = db.Pool(startup.settings(DatabaseSettings), startup.hub)
+    state.fanout = fanout.Client(startup.settings(FanoutSettings), startup.hub)
+    state.chat = chat.Room(state.db, startup.hub)
+    app = App(routes)
     app.answer_error(db.DatabaseUnavailable, world.database_error)
-    app.state.fanout = fanout.Client(load(FanoutSettings), hub)
-    app.state.chat = chat.Room(app.state.db, hub)
     return app
