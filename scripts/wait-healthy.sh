@@ -22,8 +22,12 @@ while :; do
         exit 0
     fi
     if [ "$(date +%s)" -ge "$deadline" ]; then
+        # The logs first and the summary last, so a reader that keeps only the tail sees it.
+        for name in $pending; do echo "--- ${name#/}:" >&2; docker logs --tail 20 "${name#/}" 2>&1 | cut -c1-300 >&2 || true; done
+        for id in $ids; do
+            docker inspect -f '{{.Name}} {{.State.Status}} restarts={{.RestartCount}} exit={{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id" >&2
+        done
         echo "wait-healthy: not healthy after ${timeout}s:$pending" >&2
-        for name in $pending; do docker logs --tail 30 "${name#/}" >&2 || true; done
         exit 1
     fi
     sleep 1

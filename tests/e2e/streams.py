@@ -27,18 +27,34 @@ def websocket_echo(stack, messages: int = 20) -> None:
             assert ws.recv(timeout=10) == payload
 
 
-def websocket_chat(stack, members: int = 3) -> None:
-    """Every member of the chat hears every other: the fan-out crosses handlers."""
+def websocket_chat(stack, members: int = 3, rounds: int = 5) -> None:
+    """Every member of the chat hears every member's message once: the fan-out crosses
+    handlers (PostgreSQL LISTEN/NOTIFY). A handler starts listening when its first member
+    joins, which the client cannot see, so members send in rounds until one round reaches
+    everyone whole; a member that ever hears a message twice fails at once."""
     url = f"ws://127.0.0.1:{stack.port}/ws/chat"
     sockets = [ws_connect(url, open_timeout=10, close_timeout=5, proxy=None) for _ in range(members)]
     try:
-        for index, ws in enumerate(sockets):
-            ws.send(f"from {index}")
-        for ws in sockets:
-            heard = set()
-            while len(heard) < members:
-                message = ws.recv(timeout=15)
-                heard |= {f"from {i}" for i in range(members) if f'"from {i}"' in message}
+        heard: list[list[str]] = [[] for _ in sockets]
+        for r in range(rounds):
+            sent = {f"round {r} from {i}" for i in range(members)}
+            for i, ws in enumerate(sockets):
+                ws.send(f"round {r} from {i}")
+            for i, ws in enumerate(sockets):
+                got: set[str] = set()
+                try:
+                    while got != sent:
+                        message = ws.recv(timeout=3)
+                        heard[i].append(message)
+                        if message in sent:
+                            got.add(message)
+                except TimeoutError:
+                    pass
+            ours = [[m for m in h if m.startswith("round ")] for h in heard]
+            assert all(len(h) == len(set(h)) for h in ours), ours
+            if all(sent <= set(h) for h in heard):
+                return
+        raise AssertionError(f"no round of {rounds} reached every member: {heard}")
     finally:
         for ws in sockets:
             ws.close()
@@ -49,9 +65,10 @@ def streamed_chunks(stack) -> None:
     with stack.http.get(stack.url + "/stream?chunks=6&interval_ms=300", stream=True, timeout=10) as response:
         assert response.status_code == 200
         assert response.headers["Transfer-Encoding"] == "chunked"
-        first = next(response.iter_content(chunk_size=None))
+        chunks = response.iter_content(chunk_size=None)
+        first = next(chunks)
         assert first.startswith(b"chunk 0\n")
-        rest = b"".join(response.iter_content(chunk_size=None))
+        rest = b"".join(chunks)
     assert (first + rest).decode().split() == [f"{w}" for i in range(6) for w in ("chunk", str(i))]
 
 
