@@ -48,8 +48,8 @@ os.environ.setdefault("METRICS_PORT", "0")
 from m2stack import logs  # noqa: E402
 from m2stack.app import App  # noqa: E402
 from m2stack.demo.basics import routes  # noqa: E402
-from m2stack.doors import mongrel2 as door  # noqa: E402
-from m2stack.doors.fronts import Front  # noqa: E402
+from m2stack.doors.mongrel2 import driver as door  # noqa: E402
+from m2stack.doors.mongrel2.fronts import Front  # noqa: E402
 from m2stack.hubs import load  # noqa: E402
 from m2stack.protocol import mongrel2 as protocol  # noqa: E402
 from m2stack.settings import HandlerSettings  # noqa: E402

@@ -7,7 +7,8 @@ import logging
 import sys
 
 from m2stack import apps, logs, metrics
-from m2stack.doors import mongrel2, wsgi
+from m2stack.doors import wsgi
+from m2stack.doors.mongrel2 import driver as mongrel2
 from m2stack.hubs import Hub, detect
 from m2stack.scheduling import batch_scheduling
 from m2stack.settings import HandlerSettings, WSGISettings, load

@@ -103,7 +103,7 @@ def upload_message(headers: dict, body: bytes = b""):
 
 
 def uploads_in(directory, **settings):
-    from m2stack.doors.mongrel2_uploads import Uploads
+    from m2stack.doors.mongrel2.uploads import Uploads
     from m2stack.settings import HandlerSettings
     return Uploads(HandlerSettings(upload_dir=str(directory), **settings))
 

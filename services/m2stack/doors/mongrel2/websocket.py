@@ -29,8 +29,8 @@ from m2stack.protocol import mongrel2 as protocol
 from m2stack.protocol import websocket as ws
 
 if TYPE_CHECKING:
-    from m2stack.doors.fronts import Front
-    from m2stack.doors.mongrel2 import Mongrel2Door
+    from m2stack.doors.mongrel2.fronts import Front
+    from m2stack.doors.mongrel2.driver import Mongrel2Door
 
 log = logging.getLogger("m2stack.doors.websocket")
 COALESCE = 0.002  # seconds: one connection's writes within this leave as one message

@@ -37,8 +37,8 @@ from m2stack.protocol import http
 from m2stack.protocol import mongrel2 as protocol
 
 if TYPE_CHECKING:
-    from m2stack.doors.fronts import Front
-    from m2stack.doors.mongrel2 import Mongrel2Door
+    from m2stack.doors.mongrel2.fronts import Front
+    from m2stack.doors.mongrel2.driver import Mongrel2Door
 
 log = logging.getLogger("m2stack.doors.streaming")
 

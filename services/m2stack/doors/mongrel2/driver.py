@@ -27,11 +27,11 @@ import msgspec
 
 from m2stack import logs, metrics
 from m2stack.app import App, DeadlineExceeded, HTTPError, Request, Response, error_response
-from m2stack.doors.dispatched import DispatcherLink
-from m2stack.doors.fronts import IDLE_WAKEUP, Front, Fronts
-from m2stack.doors.mongrel2_streaming import Streams
-from m2stack.doors.mongrel2_uploads import DONE, START, Uploads
-from m2stack.doors.mongrel2_websocket import WebSockets
+from m2stack.doors.mongrel2.dispatched import DispatcherLink
+from m2stack.doors.mongrel2.fronts import IDLE_WAKEUP, Front, Fronts
+from m2stack.doors.mongrel2.streaming import Streams
+from m2stack.doors.mongrel2.uploads import DONE, START, Uploads
+from m2stack.doors.mongrel2.websocket import WebSockets
 from m2stack.hubs import Hub
 from m2stack.protocol import dispatch as acks  # the dispatcher's verbs
 from m2stack.protocol import http
