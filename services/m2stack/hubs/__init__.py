@@ -48,6 +48,10 @@ class Hub(AppHub, Protocol):
     def make_pool(self, size: int) -> Any:
         """A pool of at most `size` greenlets."""
 
+    def install_handoff(self) -> None: ...
+
+    def handoff_installed(self) -> bool: ...
+
     def spawn(self, pool: Any, function: Callable[..., Any], *args: Any) -> None:
         """Run `function` in the pool; blocks while the pool is full (back-pressure)."""
 

@@ -65,6 +65,14 @@ class Pool:
         return self.size - self._slots.counter
 
 
+def install_handoff() -> None:
+    handoff.install()
+
+
+def handoff_installed() -> bool:
+    return True
+
+
 def make_pool(size: int) -> Pool:
     handoff.install()
     return Pool(size)
