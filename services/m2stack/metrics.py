@@ -16,12 +16,9 @@ from typing import Any
 
 from prometheus_client import (
     REGISTRY,
-    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
-    multiprocess,
     start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -36,6 +33,9 @@ _IN_FLIGHT_HELP = "Requests being handled (one greenlet each)."
 LOOP_LAG = Gauge("m2stack_event_loop_lag_seconds",
                  "How late the hub woke a greenlet that asked to sleep (last heartbeat).",
                  multiprocess_mode="max")
+HANDOFF_LOST = Gauge("m2stack_handoff_lost",
+                     "1 once serving where received stopped (its greenlet trace hook was replaced).",
+                     multiprocess_mode="max")
 HUB = Gauge("m2stack_hub_info", "The hub and front door of this process (value 1).",
             ["hub", "front_door", "version"], multiprocess_mode="max")
 
@@ -127,15 +127,6 @@ def request_finished(route: str, method: str, status: int, started: float) -> No
 def serve(port: int) -> None:
     """Expose /metrics on an internal port (a background thread: a greenlet once patched)."""
     start_http_server(port)
-
-
-def exposition() -> bytes:
-    """The text format, merging every Gunicorn worker in multiprocess mode."""
-    if MULTIPROCESS:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest()
 
 
 def watch_loop_lag(interval: float = 1.0) -> None:
