@@ -106,7 +106,7 @@ def main() -> int:
     requests.setsockopt(zmq.LINGER, 0)
     requests.setsockopt(zmq.RCVTIMEO, 250)  # plain pyzmq honours it: the loop sees `stopping`
 
-    # Wait for mongrel2's subscription before pulling (the slow-joiner race, as in server.py).
+    # Wait for mongrel2's subscription before pulling (the slow-joiner race, as the handlers do).
     responses.connect(settings.responses_endpoint)
     while not stopping:
         try:

@@ -18,11 +18,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 from m2stack.doors.mongrel2.core import CLOSED, KEPT_OPEN, SERVED, WITHHELD
-from m2stack.doors.mongrel2.fronts import Front, Fronts
+from m2stack.doors.mongrel2.fronts import Fronts, Handle
 from m2stack.hubs import Hub
 from m2stack.protocol import dispatch as wire
 from m2stack.protocol.errors import ProtocolError
@@ -35,9 +34,6 @@ IDLE_WAKEUP = 0.25
 LINK_HEARTBEAT = 1.0  # seconds
 # Beats unanswered this long: look the dispatcher's name up again (it may have moved).
 REFIND_AFTER = 1.0
-# handle(raw, front, ticket): the driver's door for one message (the front is found by
-# its sender; the ticket is the dispatcher's request id, None for a connection message)
-Handle = Callable[[bytes, "Front | None", "bytes | None"], int]
 # How the dispatcher is told each message ended (by core.SERVED, CLOSED, KEPT_OPEN).
 _VERBS = {SERVED: wire.DONE, CLOSED: wire.CLOSE, KEPT_OPEN: wire.KEEP}
 

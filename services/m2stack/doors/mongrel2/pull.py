@@ -20,16 +20,13 @@ from collections.abc import Callable
 from typing import Any
 
 from m2stack import metrics
-from m2stack.doors.mongrel2.fronts import IDLE_WAKEUP, Front, Fronts
+from m2stack.doors.mongrel2.fronts import IDLE_WAKEUP, Front, Fronts, Handle
 from m2stack.front_addresses import drain_then_disconnect
 from m2stack.hubs import Hub
 from m2stack.settings import HandlerSettings
 from m2stack.zmq_tcp import keep_alive
 
 log = logging.getLogger("m2stack.doors.pull")
-
-# handle(raw, front, ticket): the driver's door for one message (no ticket when pulled)
-Handle = Callable[[bytes, "Front | None", "bytes | None"], int]
 
 
 class PullIntake:
