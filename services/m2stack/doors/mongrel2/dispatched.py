@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from m2stack.doors.mongrel2.core import CLOSED, KEPT_OPEN, SERVED, WITHHELD
-from m2stack.doors.mongrel2.fronts import Fronts, Handle
+from m2stack.doors.mongrel2.fronts import Front, Fronts, Handle
 from m2stack.hubs import Hub
 from m2stack.protocol import dispatch as wire
 from m2stack.protocol.errors import ProtocolError
@@ -43,6 +43,7 @@ class DispatchedIntake:
         zmq = hub.zmq
         context = fronts.context
         self.hub = hub
+        self.fronts = fronts
         self.pool = pool
         self.handle = handle
         self.capacity = settings.max_in_flight
@@ -89,14 +90,30 @@ class DispatchedIntake:
         """Requests take a place in the pool (the dispatcher's credits match its size);
         connection messages (disconnect notices, WebSocket frames) never wait for one."""
         if ticket is None:
-            self.hub.spawn_background(self.handle, raw, None, None)
+            self.hub.spawn_background(self._serve_connection_message, raw)
         else:
             self.hub.spawn(self.pool, self._serve, raw, ticket)
+
+    def _front(self, raw: bytes) -> Front | None:
+        """The front a message came from: the one whose mongrel2 subscribed to its sender
+        (the message's first word)."""
+        sender = raw[:raw.find(b" ")]
+        front = self.fronts.front_for(sender)
+        if front is None:
+            log.warning("no front subscribed for this request's mongrel2: dropped",
+                        extra={"sender": sender[:40].decode("ascii", "replace")})
+        return front
+
+    def _serve_connection_message(self, raw: bytes) -> None:
+        front = self._front(raw)
+        if front is not None:
+            self.handle(raw, front, None)
 
     def _serve(self, raw: bytes, ticket: bytes) -> None:
         outcome = SERVED
         try:
-            outcome = self.handle(raw, None, ticket)
+            front = self._front(raw)
+            outcome = CLOSED if front is None else self.handle(raw, front, ticket)
         finally:
             if outcome != WITHHELD:  # withheld: the dispatcher forgot it, nothing to tell
                 self.acknowledge(_VERBS[outcome], ticket)

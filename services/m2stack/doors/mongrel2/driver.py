@@ -83,21 +83,14 @@ class Mongrel2Door:
 
     # -- one message -------------------------------------------------------------------
 
-    def handle(self, raw: bytes, front: Front | None, ticket: bytes | None) -> int:
-        """Serve one message; how it ended (core.SERVED, CLOSED, KEPT_OPEN or WITHHELD).
-        `front`: where it came from, None if from the dispatcher (then found by its sender);
-        `ticket`: the dispatcher's request id, if any."""
+    def handle(self, raw: bytes, front: Front, ticket: bytes | None) -> int:
+        """Serve one message from `front`; how it ended (core.SERVED, CLOSED, KEPT_OPEN or
+        WITHHELD). `ticket`: the dispatcher's request id, if it came from the dispatcher."""
         try:
             message = core.parse(raw)
         except protocol.ProtocolError as exc:
             log.warning("dropped malformed message", extra={"error": str(exc), "size": len(raw)})
             return SERVED
-        if front is None:
-            front = self.fronts.front_for(message.sender)
-            if front is None:
-                log.warning("no front subscribed for this request's mongrel2: dropped",
-                            extra={"sender": message.sender[:40].decode("ascii", "replace")})
-                return CLOSED
         method = message.headers["METHOD"]  # a str: parse_request checked
         if method in NOT_HTTP:
             return self.handle_other(message, method, front)

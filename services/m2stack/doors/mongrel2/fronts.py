@@ -52,9 +52,8 @@ class Front:
 
 
 # handle(raw, front, ticket) -> core.SERVED, CLOSED, KEPT_OPEN or WITHHELD: the driver's
-# `Mongrel2Door.handle`, given to each intake. `front` is None for a message from the
-# dispatcher (found by its sender); `ticket` is the dispatcher's request id, if any.
-Handle = Callable[[bytes, "Front | None", "bytes | None"], int]
+# `Mongrel2Door.handle`, given to each intake; `ticket` is the dispatcher's request id.
+Handle = Callable[[bytes, Front, "bytes | None"], int]
 
 
 def _nothing(front: Front) -> None:
