@@ -138,12 +138,16 @@ def test_the_first_chunk_is_the_first_non_empty_one():
 
 # -- WebSocket handshakes ----------------------------------------------------------------
 
-def test_a_handshake_is_refused_without_an_endpoint_or_with_a_bad_key():
+def test_a_handshake_is_refused_without_an_endpoint_or_with_a_bad_version_or_key():
+    app = App(Router())
     request, _ = served({"sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="})
-    assert core.handshake_problem(request, True) is None
-    assert core.handshake_problem(request, False).status == 404
-    request, _ = served({"sec-websocket-version": "8", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="})
-    assert core.handshake_problem(request, True).status == 400
+    assert core.refuse_handshake(app, request, True) is None
+    refusal = core.refuse_handshake(app, request, False)
+    assert refusal.startswith(b"HTTP/1.1 404 ") and b"Connection: close" in refusal
+    for version, key in (("8", "dGhlIHNhbXBsZSBub25jZQ=="), ("13", "short")):
+        request, _ = served({"sec-websocket-version": version, "sec-websocket-key": key})
+        refusal = core.refuse_handshake(app, request, True)
+        assert refusal.startswith(b"HTTP/1.1 400 ") and b"Sec-WebSocket-Version: 13" in refusal
 
 
 # -- the streaming and WebSocket parts, with the fronts' sockets recorded ----------------

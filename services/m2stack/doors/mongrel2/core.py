@@ -200,15 +200,19 @@ class StreamBody:
 
 # -- a WebSocket handshake ---------------------------------------------------------------
 
-def handshake_problem(request: Request, found: bool) -> Response | None:
-    """Why a WebSocket handshake is refused (a response to send, then close), or None.
-    `found`: an endpoint serves the path."""
-    if not found:
-        return error_response(404, "no WebSocket endpoint at this path", request.request_id,
-                              details={"path": request.path[:200]})
+def refuse_handshake(app: App, request: Request, found: bool) -> bytes | None:
+    """The answer that refuses a WebSocket handshake (the connection closes after it), or
+    None to accept it. `found`: an endpoint serves the path."""
     version = request.headers.get("sec-websocket-version", "")
-    if version.strip() != "13" or not ws.valid_client_key(request.headers.get("sec-websocket-key", "")):
-        return error_response(400, "bad WebSocket handshake", request.request_id,
-                              details={"sec-websocket-version": version[:20]},
-                              headers=[("Sec-WebSocket-Version", "13")])
-    return None
+    if not found:
+        problem = error_response(404, "no WebSocket endpoint at this path", request.request_id,
+                                 details={"path": request.path[:200]})
+    elif version.strip() != "13" or not ws.valid_client_key(request.headers.get("sec-websocket-key", "")):
+        problem = error_response(400, "bad WebSocket handshake", request.request_id,
+                                 details={"sec-websocket-version": version[:20]},
+                                 headers=[("Sec-WebSocket-Version", "13")])
+    else:
+        return None
+    connection_header(problem.headers, close=True, version=request.version)
+    problem = app.finish(request, problem)
+    return http.render_http_response(problem.status, problem.reason, problem.headers, problem.body)

@@ -16,11 +16,11 @@ from typing import Any, cast
 
 from m2stack.app import App, Request
 from m2stack.app.websocket import WebSocketConnection, WebSocketEndpoint, is_websocket_endpoint
-from m2stack.doors.mongrel2.core import connection_header, handshake_problem
+from m2stack.doors.mongrel2.core import refuse_handshake
 from m2stack.doors.mongrel2.fronts import Front, Fronts
 from m2stack.hubs import Hub
-from m2stack.protocol import http, tnetstring
 from m2stack.protocol import mongrel2 as protocol
+from m2stack.protocol import tnetstring
 from m2stack.protocol import websocket as ws
 
 log = logging.getLogger("m2stack.doors.websocket")
@@ -136,12 +136,9 @@ class WebSockets:
     def handshake(self, message: protocol.Mongrel2Request, front: Front, request: Request) -> bool:
         connection = Mongrel2WebSocket(self.outbox, front, message.sender, message.conn_id, request)
         endpoint = self.endpoint_for(request.path) if request.error is None else None
-        problem = handshake_problem(request, endpoint is not None)
-        if problem is not None:
-            connection_header(problem.headers, close=True, version=request.version)
-            response = self.app.finish(request, problem)
-            connection.write(http.render_http_response(response.status, response.reason,
-                                                       response.headers, response.body))
+        refusal = refuse_handshake(self.app, request, endpoint is not None)
+        if refusal is not None:
+            connection.write(refusal)
             connection.write(b"")
             return False
         accept = ws.accept_key(request.headers["sec-websocket-key"])
