@@ -208,6 +208,33 @@ def test_a_stream_that_fails_before_its_first_chunk_is_a_500(gevent_hub):
     assert result == (500, True) and wire.startswith(b"HTTP/1.1 500 ") and closed is True
 
 
+def test_a_stream_is_paced_and_its_chunks_joined(gevent_hub):
+    """What comes within `stream_pace` is joined into one message (mongrel2 drops a
+    connection with 16 undelivered), and a producer that fills a message waits."""
+    import time
+
+    from m2stack.doors.mongrel2.streaming import Streams
+
+    class Timed(RecordedFronts):
+        def send(self, front, sender, conn_id, data, close):
+            super().send(front, sender, conn_id, data, close)
+            self.times.append(time.monotonic())
+
+    fronts = Timed()
+    fronts.times = []
+    app = App(Router())
+    streams = Streams(gevent_hub, app, HandlerSettings(stream_pace=0.05, stream_message_bytes=1024), fronts)
+    request, close = served({})
+    chunks = [b"a" * 10] * 20 + [b"b" * 600] * 4
+    result = streams.send(front(), message({}), request, app.finish(request, StreamingResponse(iter(chunks))),
+                          close, lambda: True)
+    assert result == (200, False)
+    body = b"".join(data for _, data, _ in fronts.sent).split(b"\r\n\r\n", 1)[1]
+    assert body.count(b"a" * 10) == 20 and body.count(b"b" * 600) == 4 and body.endswith(core.LAST_CHUNK)
+    assert len(fronts.sent) < len(chunks) // 4  # joined
+    assert fronts.times[-1] - fronts.times[0] >= 2 * 0.045  # the producer waited twice for a full message
+
+
 def test_a_withheld_stream_sends_nothing(gevent_hub):
     assert stream(gevent_hub, iter([b"ab"]), hold=lambda: False) == (None, b"", None)
 
