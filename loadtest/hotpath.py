@@ -7,7 +7,7 @@ Runs inside a handler image (the real hub, the real package), monkey-patched fir
 
 Each step is timed in a loop (`timeit`, `--repeat` rounds of `--number` calls; the table
 shows the median round and the spread of all rounds). The steps are those of
-doors/mongrel2.py for one `GET /plaintext`: parse the Mongrel2 message, build the app's
+doors/mongrel2/ for one `GET /plaintext`: parse the Mongrel2 message, build the app's
 request, run the app (route, endpoint, metrics, final headers), render the HTTP bytes,
 frame them for mongrel2, write the access line; then the hub's own work: a pooled
 greenlet per request against serving where received (hubs/handoff.py), the deadline
@@ -48,8 +48,8 @@ os.environ.setdefault("METRICS_PORT", "0")
 from m2stack import logs  # noqa: E402
 from m2stack.app import App  # noqa: E402
 from m2stack.demo.basics import routes  # noqa: E402
-from m2stack.doors import mongrel2 as door  # noqa: E402
-from m2stack.doors.fronts import Front  # noqa: E402
+from m2stack.doors.mongrel2 import core, driver  # noqa: E402
+from m2stack.doors.mongrel2.fronts import Front  # noqa: E402
 from m2stack.hubs import load  # noqa: E402
 from m2stack.protocol import mongrel2 as protocol  # noqa: E402
 from m2stack.settings import HandlerSettings  # noqa: E402
@@ -76,10 +76,10 @@ def measure(function, number: int, repeat: int, setup=lambda: None) -> dict:
 
 def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
     app = App(routes, hub_name=hub.NAME, front_door="mongrel2")
-    message = protocol.parse_request(RAW_JSON, door._decode_headers)
-    request = door.build_request(message)
-    response = app.handle(door.build_request(message))
-    wire = door.response_bytes(response)
+    message = protocol.parse_request(RAW_JSON, core.decode_headers)
+    request = core.build_request(message)
+    response = app.handle(core.build_request(message))
+    wire = core.render(response, close=False, version="HTTP/1.1")
     access = logs.AccessLog(stream=io.BytesIO(), max_lines=10**9)
     settings = HandlerSettings()
     deadlines: dict = {}
@@ -118,13 +118,13 @@ def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
             hub.sleep(0)
 
     out = [
-        ("parse (JSON headers, msgspec)", measure(lambda: protocol.parse_request(RAW_JSON, door._decode_headers),
+        ("parse (JSON headers, msgspec)", measure(lambda: protocol.parse_request(RAW_JSON, core.decode_headers),
                                                   number, repeat)),
         ("parse (tnetstring headers, pure)", measure(lambda: protocol.parse_request(RAW_TNET), number, repeat)),
-        ("build the request", measure(lambda: door.build_request(message), number, repeat)),
-        ("app: route, endpoint, metrics, headers", measure(lambda: app.handle(door.build_request(message)),
+        ("build the request", measure(lambda: core.build_request(message), number, repeat)),
+        ("app: route, endpoint, metrics, headers", measure(lambda: app.handle(core.build_request(message)),
                                                            number, repeat)),
-        ("render HTTP", measure(lambda: door.response_bytes(response), number, repeat)),
+        ("render HTTP", measure(lambda: core.render(response, close=False, version="HTTP/1.1"), number, repeat)),
         ("frame for mongrel2", measure(lambda: protocol.frame_response(message.sender, (message.conn_id,), wire),
                                        number, repeat)),
         ("access log line", measure(lambda: access.write({
@@ -187,7 +187,7 @@ def door_cycle(context, settings: HandlerSettings, number: int, repeat: int, *, 
     each served in the receiving greenlet (the door's default), else a greenlet each."""
     os.environ["ACCESS_LOG"] = "false"
     app = App(routes, hub_name=hub.NAME, front_door="mongrel2")
-    the_door = door.Mongrel2Door(hub, app, HandlerSettings(access_log=False, request_timeout=10.0))
+    the_door = driver.Mongrel2Door(hub, app, HandlerSettings(access_log=False, request_timeout=10.0))
     requests_in, replies_out = context.socket(zmq.PUSH), context.socket(zmq.PULL)
     front_requests, front_replies = context.socket(zmq.PULL), context.socket(zmq.PUSH)
     for sock in (requests_in, replies_out, front_requests, front_replies):
@@ -215,10 +215,10 @@ def door_cycle(context, settings: HandlerSettings, number: int, repeat: int, *, 
             for _ in range(batch):
                 raw = hub.receive(front_requests, 1.0)
                 if inline:
-                    if not the_door.serve_here(raw, front, no_hand_off):
+                    if not the_door.intake.serve_here(raw, front, no_hand_off):
                         raise RuntimeError("a /json request waited")
                 else:
-                    the_door.dispatch(raw, front)
+                    the_door.intake.spawn(raw, front)
             for _ in range(batch):
                 if hub.receive(replies_out, 5.0) is None:
                     raise RuntimeError("a reply went missing")

@@ -31,7 +31,7 @@ script_dir=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 : "${M2_IDLE_TIMEOUT:=20}"
 : "${M2_STATIC_DIR:=/srv/static}"
 : "${M2_HANDLER_PROTOCOL:=json}"
-# Large uploads (docs: doors/mongrel2_uploads.py): a directory shared with the handlers on
+# Large uploads (docs: doors/mongrel2/uploads.py): a directory shared with the handlers on
 # this host (a volume writable by this uid), where mongrel2 writes bodies over
 # M2_CONTENT_LENGTH. Empty: such bodies get mongrel2's 413.
 : "${M2_UPLOAD_DIR:=}"

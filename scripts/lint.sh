@@ -5,4 +5,4 @@ set -eu
 cd "$(dirname "$0")/.."
 echo "ruff:" && ruff check services tests loadtest
 echo "import-linter:" && PYTHONPATH=services lint-imports --no-cache pyproject.toml
-echo "mypy (protocol, app, dispatch):" && mypy
+echo "mypy (protocol, app, dispatch, doors, probes):" && mypy

@@ -86,7 +86,7 @@ def when_ready(server):
         import subprocess
         import sys
 
-        subprocess.Popen([sys.executable, "-m", "m2stack.doors.gunicorn_metrics", str(metrics_port)])
+        subprocess.Popen([sys.executable, "-m", "m2stack.probes.gunicorn_metrics", str(metrics_port)])
 
 
 def post_worker_init(worker):

@@ -7,7 +7,8 @@ import logging
 import sys
 
 from m2stack import apps, logs, metrics
-from m2stack.doors import mongrel2, wsgi
+from m2stack.doors import wsgi
+from m2stack.doors.mongrel2 import driver
 from m2stack.hubs import Hub, detect
 from m2stack.scheduling import batch_scheduling
 from m2stack.settings import HandlerSettings, WSGISettings, load
@@ -30,7 +31,7 @@ def mongrel2_handler(hub: Hub) -> int:
                                         "handler_id": app.handler_id,
                                         "max_in_flight": settings.max_in_flight,
                                         "receive_hwm": settings.receive_hwm})
-    return mongrel2.serve(hub, app, settings)
+    return driver.serve(hub, app, settings)  # the Mongrel2 door
 
 
 def wsgi_application() -> wsgi.WSGIAdapter:

@@ -33,6 +33,9 @@ _IN_FLIGHT_HELP = "Requests being handled (one greenlet each)."
 LOOP_LAG = Gauge("m2stack_event_loop_lag_seconds",
                  "How late the hub woke a greenlet that asked to sleep (last heartbeat).",
                  multiprocess_mode="max")
+HANDOFF_LOST = Gauge("m2stack_handoff_lost",
+                     "1 once serving where received stopped (its greenlet trace hook was replaced).",
+                     multiprocess_mode="max")
 HUB = Gauge("m2stack_hub_info", "The hub and front door of this process (value 1).",
             ["hub", "front_door", "version"], multiprocess_mode="max")
 

@@ -114,7 +114,7 @@ class HandlerSettings(FrontSettings, frozen=True):
     # owns: mongrel2's reaper (limits.min_ping, M2_IDLE_TIMEOUT) counts only what the client
     # sends, so a client that only listens would be dropped. Keep it under that. 0: off.
     websocket_keepalive: Seconds = field(default=5.0, name="HANDLER_WS_KEEPALIVE")
-    # Streamed responses (doors/mongrel2.py `Stream`): mongrel2 1.12 drops a connection
+    # Streamed responses (doors/mongrel2/streaming.py `Stream`): mongrel2 1.12 drops a connection
     # with more than 16 undelivered messages, so chunks are coalesced into messages of at
     # most HANDLER_STREAM_MESSAGE_BYTES, at most one per HANDLER_STREAM_PACE seconds per
     # connection (a ceiling of bytes/pace per stream; docs/streaming.md).

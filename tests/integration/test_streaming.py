@@ -1,4 +1,4 @@
-"""Streamed responses through the real mongrel2 (doors/mongrel2_streaming.py), each hub."""
+"""Streamed responses through the real mongrel2 (doors/mongrel2/streaming.py), each hub."""
 
 from __future__ import annotations
 

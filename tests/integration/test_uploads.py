@@ -1,4 +1,4 @@
-"""Large bodies through mongrel2's upload.temp_store (doors/mongrel2_uploads.py), each hub."""
+"""Large bodies through mongrel2's upload.temp_store (doors/mongrel2/uploads.py), each hub."""
 
 from __future__ import annotations
 

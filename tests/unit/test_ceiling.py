@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from m2stack.doors import ceiling
+import ceiling
 from m2stack.protocol import tnetstring
 
 

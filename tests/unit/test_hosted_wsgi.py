@@ -14,7 +14,7 @@ import pytest
 from m2stack import apps, hubs, run_wsgi
 from m2stack.app import Request
 from m2stack.app.hosted_wsgi import HostedWSGIApp
-from m2stack.doors.mongrel2 import build_request as build_mongrel2_request
+from m2stack.doors.mongrel2.core import build_request as build_mongrel2_request
 from m2stack.protocol import mongrel2 as protocol
 from support import require_module
 

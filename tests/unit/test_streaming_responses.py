@@ -95,7 +95,7 @@ def test_the_wsgi_door_hands_the_iterable_to_the_server():
     assert state["closed"] and state["produced"] == 1
 
 
-# -- mongrel2's upload messages (doors/mongrel2_uploads.py) ------------------------------
+# -- mongrel2's upload messages (doors/mongrel2/uploads.py) ------------------------------
 
 def upload_message(headers: dict, body: bytes = b""):
     from m2stack.protocol.mongrel2 import Mongrel2Request
@@ -103,7 +103,7 @@ def upload_message(headers: dict, body: bytes = b""):
 
 
 def uploads_in(directory, **settings):
-    from m2stack.doors.mongrel2_uploads import Uploads
+    from m2stack.doors.mongrel2.uploads import Uploads
     from m2stack.settings import HandlerSettings
     return Uploads(HandlerSettings(upload_dir=str(directory), **settings))
 

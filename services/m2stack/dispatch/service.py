@@ -1,8 +1,8 @@
 """The dispatcher process: mongrel2's PUSH sockets in, handlers' DEALER sockets out.
 
 Blocking pyzmq and one poll loop, no hub: every decision is dispatch/core.py's; this file
-moves bytes and keeps time. Fronts are found by resolving M2_REQUESTS_ENDPOINT's host (in
-a thread, so a slow DNS never stalls the loop), as handlers find them: each gets a PULL
+moves bytes and keeps time. Fronts are found as handlers find them (m2stack/front_addresses.py),
+the name resolved in a thread so a slow DNS never stalls the loop: each gets a PULL
 socket connected to its PUSH and an XPUB connected to its SUB (for the 503s and closes the
 dispatcher itself sends; replies go from handlers to mongrel2 directly).
 
@@ -20,16 +20,18 @@ import signal
 import socket
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import msgspec
 import zmq
 
 from m2stack.dispatch.core import Dispatcher, Incoming
+from m2stack.front_addresses import FrontAddresses, drain_then_disconnect
 from m2stack.protocol import dispatch as wire
 from m2stack.protocol.errors import ProtocolError
 from m2stack.settings import DispatcherSettings
-from m2stack.zmq_tcp import front_endpoints, keep_alive, split_endpoint
+from m2stack.zmq_tcp import keep_alive
 
 log = logging.getLogger("m2stack.dispatch")
 
@@ -54,23 +56,22 @@ class FrontLink:
         self.xpub = xpub
 
 
+def _lookup(host: str, port: int) -> list[str]:
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
 class Resolver(threading.Thread):
     """Looks the front name up every `refresh` seconds; `addresses` is the latest answer."""
 
-    def __init__(self, host: str, port: int, refresh: float):
+    def __init__(self, fronts: FrontAddresses, refresh: float):
         super().__init__(daemon=True, name="resolver")
-        self.host, self.port, self.refresh = host, port, refresh
+        self.fronts, self.refresh = fronts, refresh
         self.addresses: set[str] | None = None
         self.changed = threading.Event()
 
     def lookup(self) -> None:
-        try:
-            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            log.warning("cannot resolve the fronts", extra={"host": self.host, "error": str(exc)})
-            return  # keep what we have: a DNS hiccup must not disconnect them
-        found = {str(info[4][0]) for info in infos}
-        if found != self.addresses:
+        found = self.fronts.resolve(_lookup)
+        if found is not None and found != self.addresses:  # None: keep what we have
             self.addresses = found
             self.changed.set()
 
@@ -101,28 +102,24 @@ class DispatcherService:
         self.poller.register(self.router, zmq.POLLIN)
         self.reading_fronts = False
         self.stopping = False
-        scheme, host, port = split_endpoint(settings.requests_endpoint)
-        _, r_host, r_port = split_endpoint(settings.responses_endpoint)
-        if scheme == "tcp" and r_host != host:
-            raise SystemExit("M2_REQUESTS_ENDPOINT and M2_RESPONSES_ENDPOINT must name the same host")
-        self.requests_port, self.responses_port = port, r_port
-        self.resolver = Resolver(host, int(port), settings.fronts_refresh) if host else None
+        self.addresses = FrontAddresses(settings.requests_endpoint, settings.responses_endpoint)
+        self.resolver = Resolver(self.addresses, settings.fronts_refresh) if self.addresses.host else None
         self.started = time.monotonic()
 
     # -- fronts ----------------------------------------------------------------------------
 
     def follow_fronts(self) -> None:
         if self.resolver is None:
-            if "" not in self.fronts:
-                self._add_front("", self.settings.requests_endpoint, self.settings.responses_endpoint)
+            found = {""}  # ipc:// or inproc://: one front, as configured
+        elif self.resolver.changed.is_set():
+            self.resolver.changed.clear()
+            found = self.resolver.addresses or set()
+        else:
             return
-        if not self.resolver.changed.is_set():
-            return
-        self.resolver.changed.clear()
-        addresses = self.resolver.addresses or set()
-        for address in sorted(addresses - self.fronts.keys()):
-            self._add_front(address, *front_endpoints(address, self.requests_port, self.responses_port))
-        for address in sorted(self.fronts.keys() - addresses):
+        added, removed = FrontAddresses.changes(self.fronts, found)
+        for address in added:
+            self._add_front(address, *self.addresses.endpoints(address))
+        for address in removed:
             self._remove_front(address)
 
     def _add_front(self, address: str, requests_endpoint: str, responses_endpoint: str) -> None:
@@ -277,11 +274,8 @@ class DispatcherService:
         log.info("stopping: no more requests taken", extra={"in_flight": self.core.in_flight})
         self._read_fronts(False)
         for address, link in self.fronts.items():
-            self._take_all(address, link)
-            try:
-                link.pull.disconnect(link.requests_endpoint)
-            except zmq.ZMQError:
-                pass
+            drain_then_disconnect(link.pull, link.requests_endpoint, partial(self._take_all, address, link),
+                                  zmq.ZMQError)
             self._take_all(address, link)
         self.flush()
 

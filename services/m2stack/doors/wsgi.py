@@ -9,6 +9,7 @@ server owns. What Gunicorn loads is `m2stack.run_wsgi:application`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from m2stack import httpspec
@@ -16,9 +17,10 @@ from m2stack.app import App, HTTPError, Request, Response
 from m2stack.app.response import close_stream
 from m2stack.hubs import AppHub
 
+Environ = dict[str, Any]
 _UNRESERVED = "/!$&'()*+,;=:@-._~"  # pchar minus '%': what quote() may leave as is in a path
 
-def _raw_target(environ: dict) -> tuple[bytes, bytes]:
+def _raw_target(environ: Environ) -> tuple[bytes, bytes]:
     """The path and query as the client sent them (still percent-encoded)."""
     query = environ.get("QUERY_STRING", "").encode("latin-1")
     raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
@@ -34,7 +36,7 @@ def _raw_target(environ: dict) -> tuple[bytes, bytes]:
     return quote(path, safe=_UNRESERVED).encode("ascii") or b"/", query
 
 
-def _headers_from_environ(environ: dict) -> dict[str, str]:
+def _headers_from_environ(environ: Environ) -> dict[str, str]:
     headers = {}
     for key, value in environ.items():
         if key.startswith("HTTP_"):
@@ -50,7 +52,7 @@ def _headers_from_environ(environ: dict) -> dict[str, str]:
     return headers
 
 
-def _read_body(environ: dict, limit: int) -> bytes:
+def _read_body(environ: Environ, limit: int) -> bytes:
     """Read the declared body, refusing more than `limit` bytes without reading them."""
     stream = environ["wsgi.input"]
     declared = environ.get("CONTENT_LENGTH", "")
@@ -80,7 +82,7 @@ def _read_body(environ: dict, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def build_request(environ: dict, max_body: int) -> Request:
+def build_request(environ: Environ, max_body: int) -> Request:
     """A WSGI environ to the app's Request; undecodable input becomes request.error (400/413)."""
     raw_path, raw_query = _raw_target(environ)
     headers = _headers_from_environ(environ)
@@ -113,7 +115,7 @@ class WSGIAdapter:
     def handle(self, request: Request) -> Response:
         return self.app.handle_within(request, self.request_timeout, self.hub.Timeout)
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         response = self.handle(build_request(environ, self.max_body))
         headers = [(name, value) for name, value in response.headers
                    if name.lower() not in httpspec.HOP_BY_HOP]

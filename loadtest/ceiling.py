@@ -6,7 +6,7 @@ start-up (through the protocol layer, so they are valid HTTP), 404 for anything 
 and closes the connection when the client asked for it. Whatever the real
 handlers spend above this per request is the price of the hub and the app.
 
-    python3 -m m2stack.doors.ceiling        (same M2_* / HANDLER_* settings as the handlers)
+    python3 loadtest/ceiling.py    (/app/ceiling.py in its image; the handlers' M2_* / HANDLER_* settings)
 
 It is a load-test variant (`compose/ceiling.yml`), not a product: no request ids,
 no validation, no error handling beyond not dying on a malformed message.
@@ -106,7 +106,7 @@ def main() -> int:
     requests.setsockopt(zmq.LINGER, 0)
     requests.setsockopt(zmq.RCVTIMEO, 250)  # plain pyzmq honours it: the loop sees `stopping`
 
-    # Wait for mongrel2's subscription before pulling (the slow-joiner race, as in server.py).
+    # Wait for mongrel2's subscription before pulling (the slow-joiner race, as the handlers do).
     responses.connect(settings.responses_endpoint)
     while not stopping:
         try:

@@ -1,36 +1,27 @@
 """WebSockets through Mongrel2 1.12: its WEBSOCKET_HANDSHAKE and WEBSOCKET messages.
 
-What mongrel2 does (src/connection.c of 1.12.2, `connection_http_to_handler` and
-`Connection_read_wspacket`): it recognises the handshake, computes Sec-WebSocket-Accept
-and sends it as the body of a `WEBSOCKET_HANDSHAKE` message; it writes nothing to the
-client. Then it reads frames itself: it closes the TCP connection, with no close frame, on
-an unmasked frame, a fragmented or over-long control frame or a misplaced continuation
-(`WS_validate_packet`, src/websocket.h); it unmasks, joins the fragments of a message in
-memory (with no size limit: `MAX_WS_LENGTH` is defined and never used), and sends one
-`WEBSOCKET` message per data message or control frame, the first frame's header byte in
-the `FLAGS` header (FIN set) and the payload as the body. It answers no ping and no close.
-
-So here: the 101, pongs, the close handshake, and every check mongrel2 leaves out
-(reserved bits and opcodes: 1002; UTF-8 of text: 1007; the endpoint's size limit: 1009),
-then the endpoint's events (m2stack.app.websocket). Any handler can write to any
-connection of a front it is connected to: replies go out on the XPUB of the front the
-message came from.
+Mongrel2 computes the accept key but writes nothing to the client, unmasks and joins the
+frames itself, and answers no ping and no close. So here: the 101, pongs, the close
+handshake and the checks mongrel2 leaves out (reserved bits and opcodes: 1002; UTF-8 of
+text: 1007; the endpoint's size limit: 1009), then the endpoint's events
+(m2stack.app.websocket). Replies go out on the XPUB of the front the message came from.
+What mongrel2 does, with its source lines: docs/streaming.md, "WebSockets".
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, cast
 
-from m2stack.app import App, Request, error_response
+from m2stack.app import App, Request
 from m2stack.app.websocket import WebSocketConnection, WebSocketEndpoint, is_websocket_endpoint
-from m2stack.protocol import http, tnetstring
+from m2stack.doors.mongrel2.core import refuse_handshake
+from m2stack.doors.mongrel2.fronts import Front, Fronts
+from m2stack.hubs import Hub
 from m2stack.protocol import mongrel2 as protocol
+from m2stack.protocol import tnetstring
 from m2stack.protocol import websocket as ws
-
-if TYPE_CHECKING:
-    from m2stack.doors.fronts import Front
-    from m2stack.doors.mongrel2 import Mongrel2Door
 
 log = logging.getLogger("m2stack.doors.websocket")
 COALESCE = 0.002  # seconds: one connection's writes within this leave as one message
@@ -45,23 +36,27 @@ def keepalive_message(sender: bytes, conn_id: bytes) -> bytes:
     return b"%b %d:%b, %b" % (sender, len(target), target, _KEEPALIVE_BODY)
 
 
+# outbox(connection, wire): WebSockets.outbox, which coalesces one connection's writes
+Outbox = Callable[["Mongrel2WebSocket", bytes], None]
+
+
 class Mongrel2WebSocket(WebSocketConnection):
     """One client connection, written to through the front its message came from."""
 
-    __slots__ = ("door", "front", "sender", "conn_id", "key", "request", "closed")
+    __slots__ = ("outbox", "front", "sender", "conn_id", "key", "request", "closed")
 
-    def __init__(self, door: Mongrel2Door, front: Front, sender: bytes, conn_id: bytes,
+    def __init__(self, outbox: Outbox, front: Front, sender: bytes, conn_id: bytes,
                  request: Request | None):
-        self.door, self.front, self.sender, self.conn_id = door, front, sender, conn_id
+        self.outbox, self.front, self.sender, self.conn_id = outbox, front, sender, conn_id
         self.key = f"{sender.decode('ascii', 'replace')}:{conn_id.decode('ascii')}"
         self.request = request
         self.closed = False
 
     def write(self, wire: bytes) -> bool:
-        """Queue bytes for the client (b"": close it), through the door's outbox."""
+        """Queue bytes for the client (b"": close it), through the outbox."""
         if self.closed or self.front.closed:
             return False
-        self.door.websockets.outbox(self, wire)
+        self.outbox(self, wire)
         return True
 
     def send_text(self, text: str) -> bool:
@@ -86,13 +81,13 @@ class Mongrel2WebSocket(WebSocketConnection):
 class WebSockets:
     """The WebSocket part of one Mongrel2 door."""
 
-    def __init__(self, door: Mongrel2Door, app: App):
-        self.door = door
+    def __init__(self, hub: Hub, app: App, fronts: Fronts):
+        self.hub = hub
         self.app = app
-        self.endpoints = [route.endpoint for route in app.routes.routes
+        self.fronts = fronts
+        self.endpoints = [cast(type[WebSocketEndpoint], route.endpoint) for route in app.routes.routes
                           if is_websocket_endpoint(route.endpoint)]
         self.owned: dict[str, Mongrel2WebSocket] = {}  # the handshakes this process answered
-        self.opened = self.messages = self.refused = 0
         self.pending: dict[tuple[str, bytes, bytes], list[bytes]] = {}
 
     # -- writes, coalesced per connection ---------------------------------------------
@@ -109,23 +104,18 @@ class WebSockets:
             queued.append(wire)
             return
         self.pending[key] = [wire]
-        self.door.hub.spawn_background(self.flush, key, connection.front)
+        self.hub.spawn_background(self.flush, key, connection.front)
 
     def flush(self, key: tuple[str, bytes, bytes], front: Front) -> None:
-        self.door.hub.sleep(COALESCE)
+        self.hub.sleep(COALESCE)
         parts = self.pending.pop(key, [])
         _, sender, conn_id = key
         close = b"" in parts
         if close:
             parts = parts[:parts.index(b"")]
         try:
-            if parts:
-                for frame in protocol.frame_response(sender, (conn_id,), b"".join(parts)):
-                    self.door.hub.send(front.responses, frame)
-            if close:
-                for frame in protocol.frame_close(sender, (conn_id,)):
-                    self.door.hub.send(front.responses, frame)
-        except self.door.hub.zmq.ZMQError:
+            self.fronts.send(front, sender, conn_id, b"".join(parts), close)
+        except self.hub.zmq.ZMQError:
             pass  # the front went away: so did its connections
 
     def endpoint_for(self, path: str) -> type[WebSocketEndpoint] | None:
@@ -144,32 +134,19 @@ class WebSockets:
         return self.handshake(message, front, request)
 
     def handshake(self, message: protocol.Mongrel2Request, front: Front, request: Request) -> bool:
-        connection = Mongrel2WebSocket(self.door, front, message.sender, message.conn_id, request)
+        connection = Mongrel2WebSocket(self.outbox, front, message.sender, message.conn_id, request)
         endpoint = self.endpoint_for(request.path) if request.error is None else None
-        key = request.headers.get("sec-websocket-key", "")
-        version = request.headers.get("sec-websocket-version", "")
-        problem = None
-        if endpoint is None:
-            problem = error_response(404, "no WebSocket endpoint at this path", request.request_id,
-                                     details={"path": request.path[:200]})
-        elif version.strip() != "13" or not ws.valid_client_key(key):
-            problem = error_response(400, "bad WebSocket handshake", request.request_id,
-                                     details={"sec-websocket-version": version[:20]},
-                                     headers=[("Sec-WebSocket-Version", "13")])
-        if problem is not None:
-            problem.headers.append(("Connection", "close"))
-            response = self.app.finish(request, problem)
-            connection.write(http.render_http_response(response.status, response.reason,
-                                                       response.headers, response.body))
+        refusal = refuse_handshake(self.app, request, endpoint is not None)
+        if refusal is not None:
+            connection.write(refusal)
             connection.write(b"")
             return False
-        accept = ws.accept_key(key)
+        accept = ws.accept_key(request.headers["sec-websocket-key"])
         if message.body.strip() != accept.encode("ascii"):
             log.warning("mongrel2's accept key differs from ours",
                         extra={"theirs": message.body[:60].decode("ascii", "replace"), "ours": accept})
         connection.write(ws.handshake_response(accept, [("X-Handler-Id", self.app.handler_id)]))
         self.owned[connection.key] = connection
-        self.opened += 1
         assert endpoint is not None
         self.run(connection, endpoint(self.app, request, connection).on_open)
         return True
@@ -178,7 +155,7 @@ class WebSockets:
         connection = self.owned.get(f"{message.sender.decode('ascii', 'replace')}:"
                                     f"{message.conn_id.decode('ascii')}")
         if connection is None:
-            connection = Mongrel2WebSocket(self.door, front, message.sender, message.conn_id, request)
+            connection = Mongrel2WebSocket(self.outbox, front, message.sender, message.conn_id, request)
         endpoint = self.endpoint_for(request.path)
         if endpoint is None:  # a frame for a path that has no endpoint: never answered with a 101
             connection.close(ws.POLICY_VIOLATION, "no WebSocket endpoint here")
@@ -188,13 +165,11 @@ class WebSockets:
             event = ws.message_from_mongrel2(ws.parse_flags(flags if isinstance(flags, str) else ""),
                                              message.body, max_message=endpoint.max_message)
         except ws.WebSocketError as exc:
-            self.refused += 1
             log.info("refused a WebSocket frame", extra={"conn_id": message.conn_id.decode(),
                                                          "code": exc.code, "error": str(exc)})
             connection.close(exc.code, str(exc))
             self.forget(connection.key)
             return
-        self.messages += 1
         opcode = event.opcode
         if opcode == ws.PING:
             connection.write(ws.build_frame(ws.PONG, bytes(event.data)))  # type: ignore[arg-type]
@@ -232,21 +207,18 @@ class WebSockets:
             self.forget(connection.key)
 
     def keep_alive(self) -> None:
-        """A greenlet: every HANDLER_WS_KEEPALIVE seconds, an extended control message
-        (`X` before the id, body `["ctl", {"keep-alive": true}]`, src/handler_parser.rl and
-        handler.c `handler_process_control_request`) per owned connection, which refreshes
-        the connection's idle clock in mongrel2 the way a client read does."""
-        interval = self.door.settings.websocket_keepalive
-        while not self.door.stopping:
-            self.door.hub.sleep(interval)
-            for connection in list(self.owned.values()):
-                if connection.front.closed:
-                    continue
-                try:
-                    self.door.hub.send(connection.front.responses, keepalive_message(
-                        connection.sender, connection.conn_id))
-                except self.door.hub.zmq.ZMQError:
-                    pass
+        """An extended control message (`X` before the id, body `["ctl", {"keep-alive":
+        true}]`, src/handler_parser.rl and handler.c `handler_process_control_request`) per
+        owned connection, which refreshes the connection's idle clock in mongrel2 the way
+        a client read does (every HANDLER_WS_KEEPALIVE seconds)."""
+        for connection in list(self.owned.values()):
+            if connection.front.closed:
+                continue
+            try:
+                self.hub.send(connection.front.responses, keepalive_message(
+                    connection.sender, connection.conn_id))
+            except self.hub.zmq.ZMQError:
+                pass
 
     def going_away(self) -> None:
         """At shutdown: a close frame (1001) to every client this process owns."""

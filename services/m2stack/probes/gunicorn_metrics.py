@@ -16,7 +16,7 @@ def main() -> int:
     port = int(sys.argv[1])
     parent = os.getppid()
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     start_http_server(port, registry=registry)
     while os.getppid() == parent:
         time.sleep(1)

@@ -1,25 +1,16 @@
-"""A handler's end of the dispatcher wire (protocol/dispatch.py, docs/dispatcher.md).
+"""Intake from the dispatcher: a handler's end of its wire (protocol/dispatch.py,
+docs/dispatcher.md), and the only place that knows its verbs.
 
-One DEALER socket connected to the dispatcher's ROUTER. It announces the handler's
-capacity (HANDLER_MAX_IN_FLIGHT), receives requests and connection messages, acknowledges
-each request once its reply went to mongrel2, and beats every HANDLER_DISPATCH_BEAT
-seconds so the dispatcher can tell a dead handler from a quiet one. Replies do not pass
-through here: they go to the front's SUB socket, as without a dispatcher.
+One DEALER socket to the dispatcher's ROUTER, with a random routing id per process (a
+restarted handler is a new one). It announces the handler's capacity, takes requests and
+connection messages, acknowledges each request once its reply went to mongrel2 (replies
+go to the front directly), and beats every HANDLER_DISPATCH_BEAT seconds. The dispatcher's
+name is resolved here, off the hub's thread, and followed when it moves.
 
-Its routing id is random per process: a restarted handler is a new one to the dispatcher,
-which has already given the old one's requests to others.
-
-The dispatcher's name is resolved here (off the hub's thread) and the socket connected to
-the address, never to the name: libzmq resolves names in its I/O thread, which every
-socket of the process shares, so one slow lookup (a replaced Swarm task, gone from DNS
-for seconds) stalled every reply to mongrel2 with it. When the dispatcher stops answering
-beats, the name is looked up again, and a new address (its replacement) is followed.
-
-The fence: the dispatcher answers each BEAT. A reply goes out only while the last answer
-is recent (HANDLER_DISPATCH_FENCE, under the dispatcher's DISPATCH_DEAD_AFTER); after a
-stall (a blocked hub, a paused container) the handler asks first, and if the answer is
-WHO the dispatcher has taken it for dead and given its requests to others, or answered
-them 503: their replies are withheld, so a client never gets two answers.
+The fence: a reply goes out only while the dispatcher's last answer to a beat is recent
+(HANDLER_DISPATCH_FENCE); after a stall the handler asks first, and if the dispatcher has
+taken it for dead (WHO) and given its requests to others, their replies are withheld, so a
+client never gets two answers.
 """
 
 from __future__ import annotations
@@ -27,9 +18,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
+from m2stack.doors.mongrel2.core import CLOSED, KEPT_OPEN, SERVED, WITHHELD
+from m2stack.doors.mongrel2.fronts import Front, Fronts, Handle
 from m2stack.hubs import Hub
 from m2stack.protocol import dispatch as wire
 from m2stack.protocol.errors import ProtocolError
@@ -42,15 +34,18 @@ IDLE_WAKEUP = 0.25
 LINK_HEARTBEAT = 1.0  # seconds
 # Beats unanswered this long: look the dispatcher's name up again (it may have moved).
 REFIND_AFTER = 1.0
-# serve(message, request_id): request_id is None for a connection message (no answer owed)
-Serve = Callable[[bytes, "bytes | None"], None]
+# How the dispatcher is told each message ended (by core.SERVED, CLOSED, KEPT_OPEN).
+_VERBS = {SERVED: wire.DONE, CLOSED: wire.CLOSE, KEPT_OPEN: wire.KEEP}
 
 
-class DispatcherLink:
-    def __init__(self, hub: Hub, context: Any, settings: HandlerSettings, serve: Serve):
+class DispatchedIntake:
+    def __init__(self, hub: Hub, settings: HandlerSettings, fronts: Fronts, pool: Any, handle: Handle):
         zmq = hub.zmq
+        context = fronts.context
         self.hub = hub
-        self.serve = serve
+        self.fronts = fronts
+        self.pool = pool
+        self.handle = handle
         self.capacity = settings.max_in_flight
         self.beat_every = settings.dispatch_beat
         self.out = 0               # requests received and not yet answered
@@ -86,7 +81,59 @@ class DispatcherLink:
         if self.host:
             self.hub.spawn_background(self._follow)
 
-    # -- what the door calls ---------------------------------------------------------------
+    def check(self) -> None:
+        pass  # nothing is served where it was received here
+
+    # -- each message ----------------------------------------------------------------------
+
+    def from_dispatcher(self, raw: bytes, ticket: bytes | None) -> None:
+        """Requests take a place in the pool (the dispatcher's credits match its size);
+        connection messages (disconnect notices, WebSocket frames) never wait for one."""
+        if ticket is None:
+            self.hub.spawn_background(self._serve_connection_message, raw)
+        else:
+            self.hub.spawn(self.pool, self._serve, raw, ticket)
+
+    def _front(self, raw: bytes) -> Front | None:
+        """The front a message came from: the one whose mongrel2 subscribed to its sender
+        (the message's first word)."""
+        sender = raw[:raw.find(b" ")]
+        front = self.fronts.front_for(sender)
+        if front is None:
+            log.warning("no front subscribed for this request's mongrel2: dropped",
+                        extra={"sender": sender[:40].decode("ascii", "replace")})
+        return front
+
+    def _serve_connection_message(self, raw: bytes) -> None:
+        front = self._front(raw)
+        if front is not None:
+            self.handle(raw, front, None)
+
+    def _serve(self, raw: bytes, ticket: bytes) -> None:
+        outcome = SERVED
+        try:
+            front = self._front(raw)
+            outcome = CLOSED if front is None else self.handle(raw, front, ticket)
+        finally:
+            if outcome != WITHHELD:  # withheld: the dispatcher forgot it, nothing to tell
+                self.acknowledge(_VERBS[outcome], ticket)
+
+    def may_reply(self, ticket: bytes | None) -> bool:
+        """May this request's reply go out (the fence)?"""
+        if ticket is None or self.cleared(ticket):
+            return True
+        log.warning("reply withheld: the dispatcher gave this request to another handler",
+                    extra={"ticket": ticket.decode()})
+        return False
+
+    def hold(self, ticket: bytes | None) -> bool:
+        """A streamed reply's head is about to go out: the dispatcher must never repeat it.
+        False: the dispatcher already has (the fence), so nothing may be sent."""
+        if not self.may_reply(ticket):
+            return False
+        if ticket is not None:
+            self.acknowledge(wire.HOLD, ticket)
+        return True
 
     def acknowledge(self, verb: bytes, request_id: bytes) -> None:
         if request_id in self.stale:  # the dispatcher forgot it: nothing to acknowledge
@@ -112,12 +159,11 @@ class DispatcherLink:
         # No answer at all: the dispatcher is down, and a new one knows nothing to repeat.
         return request_id not in self.stale
 
-    def leave(self, limit: float) -> bool:
+    def leave(self, deadline: float) -> bool:
         """Say BYE and keep serving what is already on its way, until the dispatcher
-        answers BYE (nothing more will come) or `limit` seconds pass."""
+        answers BYE (nothing more will come) or the `deadline` (time.monotonic) passes."""
         self.leaving = True
         self._send([wire.BYE])
-        deadline = time.monotonic() + limit
         while not self.released and time.monotonic() < deadline:
             self.hub.sleep(0.01)
         if not self.released:
@@ -173,9 +219,9 @@ class DispatcherLink:
         if verb == wire.REQ:
             self.out += 1
             self.tickets.add(args[0])
-            self.serve(args[1], args[0])
+            self.from_dispatcher(args[1], args[0])
         elif verb == wire.MSG:
-            self.serve(args[0], None)
+            self.from_dispatcher(args[0], None)
         elif verb == wire.BEAT:
             self.last_pong = time.monotonic()
         elif verb == wire.WHO:  # it restarted, or took us for dead: what we hold is not ours
