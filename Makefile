@@ -142,7 +142,7 @@ bench: base-image ca-certs compose-v2 ## per-step cost of one request on each hu
 	echo "bench: rows in $${BENCH_OUT:-$$out/hotpath.json} (HOTPATH_JSON=that make compare adds them to the report)"
 
 lock: ## re-lock every requirements file (pip-compile with hashes)
-	@for name in gevent eventlet test e2e locust ceiling example-flask granian uvicorn; do \
+	@for name in build gevent eventlet test e2e locust ceiling example-flask granian uvicorn; do \
 	  $(PYTHON) -m piptools compile -q --generate-hashes --allow-unsafe --strip-extras --no-header \
 	    -o services/requirements/$$name.txt services/requirements/$$name.in || exit 1; done
 
