@@ -37,9 +37,9 @@ READERS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 # Read by a process but fixed by its image or by the stack's wiring, so not passed through.
 FIXED = {
-    "GUNICORN_WORKER_CLASS": "each WSGI image's (the gevent image has no eventlet)",
-    "PROMETHEUS_MULTIPROC_DIR": "each WSGI image's (a tmpfs path)",
-    "PORT": "6767 inside the stack, which publishes it on HTTP_PUBLISH",
+    "GUNICORN_WORKER_CLASS": "by each WSGI image, whose lock has that hub only",
+    "PROMETHEUS_MULTIPROC_DIR": "by each WSGI image, a tmpfs path",
+    "PORT": "6767 inside the stack, published on HTTP_PUBLISH",
 }
 
 HEADER = """\
@@ -107,8 +107,16 @@ def compose_default(value: str | None, name: str) -> str | None:
     return value[len(prefix):-1]
 
 
+def same_value(compose: str, default: str) -> bool:
+    """"10" in a compose file is settings.py's 10.0."""
+    try:
+        return compose == default or float(compose) == float(default)
+    except ValueError:
+        return False
+
+
 def render() -> str:
-    out = [HEADER]
+    out = [HEADER.rstrip("\n")]
     seen: set[str] = set()
     for kind in groups():
         readers = READERS.get(kind.__name__, ())
@@ -124,15 +132,16 @@ def render() -> str:
         for klass in reversed(kind.__mro__):
             if isinstance(klass, type) and issubclass(klass, msgspec.Struct) and klass in groups():
                 comments.update(field_comments(klass))
-        environments = [compose_environment(file, service) for file, service in readers]
+        environments = [(service, compose_environment(file, service)) for file, service in readers]
         for field in fields:
             name = field.encode_name
             seen.add(name)
             out.extend(f"# {line}" if line else "#" for line in comments.get(field.name, []))
             default = default_text(field)
             line = f"# {name}={default}"
-            others = sorted({d for env in environments
-                             if (d := compose_default(env.get(name), name)) not in (None, "", default)})
+            given = [(service, compose_default(env.get(name), name)) for service, env in environments]
+            others = sorted({f"{service}: {value}" if len(given) > 1 else value
+                             for service, value in given if value and not same_value(value, default)})
             if others:
                 line += f"   (compose: {', '.join(others)})"
             if name in FIXED:
