@@ -140,7 +140,8 @@ def render() -> str:
             default = default_text(field)
             line = f"# {name}={default}"
             given = [(service, compose_default(env.get(name), name)) for service, env in environments]
-            others = sorted({f"{service}: {value}" if len(given) > 1 else value
+            agreed = len({value for _, value in given}) == 1  # every reader gets the same
+            others = sorted({value if agreed else f"{service}: {value}"
                              for service, value in given if value and not same_value(value, default)})
             if others:
                 line += f"   (compose: {', '.join(others)})"

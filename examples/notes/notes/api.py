@@ -43,11 +43,13 @@ class NoteIn(msgspec.Struct, forbid_unknown_fields=True):
 class NotesEndpoint(Endpoint):
     @property
     def store(self) -> NoteStore:
-        return self.app.state.notes
+        store: NoteStore = self.app.state.notes  # put there by create_app
+        return store
 
     @property
     def settings(self) -> NotesSettings:
-        return self.app.state.settings
+        settings: NotesSettings = self.app.state.settings
+        return settings
 
 
 @routes.route("/notes")
