@@ -60,8 +60,8 @@ def test_the_wheel_installs_the_package_and_its_console_script(venv):
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import m2stack, pathlib; print(m2stack.__file__)"],
                            env=clean_env(), capture_output=True, text=True, check=True)
     assert where.stdout.startswith(str(venv)), where.stdout  # the installed copy, not the source tree
-    typed = subprocess.run([str(venv / "bin" / "python"), "-c",
-                            "import importlib.resources as r; print(r.files('m2stack').joinpath('py.typed').is_file())"],
+    probe = "import importlib.resources as r; print(r.files('m2stack').joinpath('py.typed').is_file())"
+    typed = subprocess.run([str(venv / "bin" / "python"), "-c", probe],
                            env=clean_env(), capture_output=True, text=True, check=True)
     assert typed.stdout.strip() == "True"
 

@@ -19,7 +19,6 @@ from m2stack.app import App
 from m2stack.db import Pool
 from m2stack.settings import DatabaseSettings
 from m2stack.startup import Startup
-
 from notes.api import NotesSettings, routes
 from notes.store import NoteStore
 

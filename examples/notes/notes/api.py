@@ -14,7 +14,6 @@ import msgspec
 from msgspec import Meta, field
 
 from m2stack.app import Endpoint, HTTPError, Response, Router, StreamingResponse
-
 from notes.store import Note, NoteStore
 
 routes = Router()
