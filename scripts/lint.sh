@@ -5,4 +5,5 @@ set -eu
 cd "$(dirname "$0")/.."
 echo "ruff:" && ruff check services tests loadtest examples scripts/env_example.py
 echo "import-linter:" && PYTHONPATH=services:examples/notes lint-imports --no-cache pyproject.toml
-echo "mypy (protocol, app, dispatch, the notes example):" && mypy
+echo "mypy (protocol, app, dispatch):" && mypy
+echo "mypy (the notes example, examples/notes):" && MYPYPATH=examples/notes mypy -p notes

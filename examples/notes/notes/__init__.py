@@ -30,4 +30,4 @@ def create_app(startup: Startup) -> App:
     # Built now, connected on first use; the table is made then too (NoteStore).
     startup.state.notes = NoteStore(Pool(startup.settings(DatabaseSettings), startup.hub))
     startup.state.settings = settings
-    return App(routes, hub_name=startup.hub.NAME, front_door=startup.front_door)
+    return App(routes)  # m2stack sets its hub and door names, and startup.state becomes app.state
