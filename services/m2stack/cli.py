@@ -62,14 +62,14 @@ def gunicorn_command(hub: str, bind: str | None, extra: list[str]) -> list[str]:
 
 
 def serve(args: argparse.Namespace) -> int:
+    if args.door == "mongrel2" and (args.bind or args.gunicorn_args):
+        raise SystemExit("m2stack serve: --bind and Gunicorn options are for --door wsgi; the mongrel2 "
+                         "door connects to M2_REQUESTS_ENDPOINT and M2_RESPONSES_ENDPOINT")
     if args.app:
         os.environ["APP"] = args.app  # read by m2stack.apps in this process or Gunicorn's workers
     if args.door == "wsgi":
         command = gunicorn_command(args.hub, args.bind, args.gunicorn_args)
         os.execv(command[0], command)  # Gunicorn becomes this process: signals reach it directly
-    if args.bind or args.gunicorn_args:
-        raise SystemExit("m2stack serve: --bind and Gunicorn options are for --door wsgi; the mongrel2 "
-                         "door connects to M2_REQUESTS_ENDPOINT and M2_RESPONSES_ENDPOINT")
     # The hub's entry point patches first, then imports the rest and serves until SIGTERM.
     runpy.run_module(f"m2stack.run_{args.hub}", run_name="__main__", alter_sys=True)
     return 0

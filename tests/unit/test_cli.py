@@ -50,10 +50,12 @@ def test_gunicorn_runs_in_this_interpreter_with_the_hubs_worker(monkeypatch):
     assert cli.gunicorn_command("gevent", "127.0.0.1:9", [])[5:7] == ["--bind", "127.0.0.1:9"]
 
 
-def test_gunicorn_options_with_the_mongrel2_door_stop_with_one_line():
+def test_gunicorn_options_with_the_mongrel2_door_stop_with_one_line(monkeypatch):
+    monkeypatch.delenv("APP", raising=False)
     with pytest.raises(SystemExit) as caught:
         cli.main(["serve", "--door", "mongrel2", "--bind", "127.0.0.1:1", "x:y"])
     assert "--door wsgi" in str(caught.value.code)
+    assert "APP" not in os.environ  # stopped before it chose anything
 
 
 def test_no_command_prints_help_and_fails(capsys):
