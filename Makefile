@@ -1,5 +1,6 @@
-# make up     the stack, built and healthy      make test   every test
-# make down   remove it all                     make help   everything else
+# make up     the stack, built and healthy      make test     every test
+# make down   stop it, keep its data            make destroy  remove it, its database too
+# make help   everything else
 #
 # Compose v2 only: the machine's `docker compose` plugin, else one fetched into .tools/.
 
@@ -21,6 +22,14 @@ HTTP_PUBLISH ?= 6767
 # Extra CA certificates for image builds (TLS-inspecting proxies); empty to use none.
 EXTRA_CA_CERTS ?= $(wildcard /usr/local/share/ca-certificates/*.crt /usr/local/share/ca-certificates/*/*.crt)
 PYTHON ?= python3
+# The host's python3 runs the variants table and the Compose v2 fetcher (3.9 or newer); the
+# end-to-end tests' venv needs 3.10 (see .venv/ok). Said in one line, not as a traceback.
+comma := ,
+python_at_least = $(shell $(PYTHON) -c 'import sys; sys.exit(sys.version_info < ($(subst .,$(comma),$(1)),))' \
+  >/dev/null 2>&1 && echo yes)
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+$(if $(call python_at_least,3.9),,$(error $(PYTHON) is $(or $(PYTHON_VERSION),not found): this Makefile needs \
+  Python 3.9 or newer on the host (set PYTHON=python3.X)))
 # The test image's tag: one per checkout when several build side by side (TEST_IMAGE=m2stack/test:mine).
 TEST_IMAGE ?= m2stack/test:latest
 
@@ -43,11 +52,11 @@ export TLS_PUBLISH
 TLS_FILES = $(if $(filter 1,$(TLS)),$(if $(filter mongrel2-%,$(VARIANT_NAME)),-f compose/tls.yml,$(error \
   TLS=1 needs a Mongrel2 variant (mongrel2-gevent, mongrel2-eventlet), not $(VARIANT_NAME))))
 
-.PHONY: help certs images up down build compare bench bench-dispatch base-image ca-certs env logs ps test test-image lint test-unit test-integration test-e2e lock clean
+.PHONY: help certs images up down destroy build compare bench bench-dispatch base-image ca-certs env env-example logs ps test test-image lint test-unit test-integration test-e2e test-example lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
-	@echo "  variables: VARIANT=mongrel2|wsgi|example-flask HUB=gevent|eventlet HANDLERS=N HTTP_PUBLISH=[addr:]port EXTRA_CA_CERTS=files"
+	@echo "  variables: VARIANT=mongrel2|wsgi|example-flask|notes-... HUB=gevent|eventlet HANDLERS=N HTTP_PUBLISH=[addr:]port EXTRA_CA_CERTS=files"
 	@echo "  VARIANT may also be a full variant name: $(VARIANT_NAMES)"
 
 certs: ## a development CA and server certificate (localhost, 127.0.0.1, mongrel2) in .certs/ for TLS=1
@@ -65,13 +74,25 @@ ca-certs: ## copy EXTRA_CA_CERTS into the build context
 	@for have in services/ca-certificates/*.crt; do [ -e "$$have" ] || continue; \
 	  case " $(notdir $(EXTRA_CA_CERTS)) " in *" $${have##*/} "*) ;; *) rm -f "$$have" ;; esac; done
 
-env: ## write .env (project name, port, a random DB_PASSWORD made once and kept) for `docker compose` too
+# The first .env starts as a copy of .env.example (every setting, commented out); the lines
+# you add or uncomment there are kept, only these three are rewritten.
+env: ## write .env (project name, port, a random DB_PASSWORD made once and kept; your settings kept) for `docker compose` too
 	@pw=$$(sed -n 's/^DB_PASSWORD=//p' .env 2>/dev/null | tail -n 1); \
 	 [ -n "$$pw" ] || pw=$$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n'); \
-	 umask 077; printf 'COMPOSE_PROJECT_NAME=%s\nHTTP_PUBLISH=%s\nDB_PASSWORD=%s\n' \
-	   "$(COMPOSE_PROJECT_NAME)" "$(HTTP_PUBLISH)" "$$pw" > .env.tmp && mv -f .env.tmp .env
+	 umask 077; { printf 'COMPOSE_PROJECT_NAME=%s\nHTTP_PUBLISH=%s\nDB_PASSWORD=%s\n' \
+	   "$(COMPOSE_PROJECT_NAME)" "$(HTTP_PUBLISH)" "$$pw"; \
+	   grep -v -E '^(COMPOSE_PROJECT_NAME|HTTP_PUBLISH|DB_PASSWORD)=' $$([ -f .env ] && echo .env || echo .env.example) 2>/dev/null || true; \
+	 } > .env.tmp && mv -f .env.tmp .env
 
+env-example: test-image ## regenerate .env.example from services/m2stack/settings.py (scripts/env_example.py)
+	docker run --rm --entrypoint python3 $(TEST_IMAGE) /app/scripts/env_example.py > .env.example.tmp
+	mv -f .env.example.tmp .env.example
+
+# A variant built on another's image (a service of your own: FROM m2stack/handler:gevent)
+# builds that one first.
+PREBUILD = $(shell $(VARIANTS_PY) prebuild $(VARIANT_NAME) 2>/dev/null)
 build: base-image ca-certs compose-v2 ## build the images of the selected VARIANT and HUB
+	$(if $(PREBUILD),$(COMPOSE) $(PREBUILD))
 	$(STACK) build
 
 up: build env $(if $(filter 1,$(TLS)),certs) ## start the VARIANT (HANDLERS handlers on HUB), wait until healthy; TLS=1 adds HTTPS
@@ -80,7 +101,10 @@ up: build env $(if $(filter 1,$(TLS)),certs) ## start the VARIANT (HANDLERS hand
 	$(if $(filter 1,$(TLS)),@echo "up: https://localhost:$(lastword $(subst :, ,$(TLS_PUBLISH)))/json  (trust .certs/ca.crt)")
 
 # Any variant's stack: containers of services the base file lacks (wsgi, locust) are orphans.
-down: compose-v2 ## stop and remove containers, networks and volumes of the stack (any variant)
+down: compose-v2 ## stop and remove the stack's containers and networks; KEEP its volumes (the database)
+	$(COMPOSE) -f docker-compose.yml down --remove-orphans
+
+destroy: compose-v2 ## remove the stack AND its volumes: the database is deleted
 	$(COMPOSE) -f docker-compose.yml down --volumes --remove-orphans
 
 logs: compose-v2 ## follow the logs
@@ -93,7 +117,7 @@ ps: compose-v2 ## list the containers
 # timing bounds at once: the base image; then the other images built while the checks in
 # the test image run (lint, unit, integration); then the stacks (end-to-end, Swarm). The
 # build's log goes to build/images.log and is shown if it fails.
-test: base-image ca-certs compose-v2 .venv/ok ## every test: lint, unit, integration, end-to-end, Swarm
+test: base-image ca-certs compose-v2 .venv/ok ## every test: lint, unit, integration, end-to-end (the notes example's included), Swarm
 	@mkdir -p build; set +e; \
 	 $(MAKE) --no-print-directory images registry-image > build/images.log 2>&1 & built=$$!; \
 	 $(MAKE) --no-print-directory lint test-unit test-integration; checked=$$?; \
@@ -116,6 +140,8 @@ test-integration: test-image ## real mongrel2 + real handler processes on loopba
 	docker run --rm -e CI $(TEST_IMAGE) -q tests/integration
 
 .venv/ok: services/requirements/e2e.txt
+	@$(if $(call python_at_least,3.10),:,echo "make: the end-to-end tests need Python 3.10 or newer; $(PYTHON) is \
+	  $(PYTHON_VERSION) (set PYTHON=python3.X)" >&2; exit 1)
 	$(PYTHON) -m venv .venv
 	.venv/bin/pip install -q --require-hashes --no-deps -r services/requirements/e2e.txt
 	@touch $@
@@ -126,8 +152,13 @@ images: base-image ca-certs compose-v2 ## build every image the tests and varian
 	  echo "$(COMPOSE) $$args"; $(COMPOSE) $$args </dev/null; done
 	$(COMPOSE) -f docker-compose.yml -f compose/loadtest.yml build locust-master
 
-test-e2e: images .venv/ok ## docker compose stacks driven by real HTTP clients
+test-e2e: images .venv/ok ## docker compose stacks driven by real HTTP clients (the notes example's own tests included)
 	COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q tests/e2e
+
+# The notes example alone (examples/notes), as README's "Start your own service" does it:
+# its images built FROM the handler and WSGI images, its tests against each door and hub.
+test-example: images .venv/ok ## the notes example service end to end: both doors, both hubs
+	COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q tests/e2e/test_example_service.py
 
 # Every variant under the same load, one after another; report in reports/<timestamp>/.
 # Narrow or widen: VARIANTS=a,b SCENARIOS=x,y DURATION=30 WARMUP=5 USERS=64 SPAWN_RATE=
@@ -159,11 +190,11 @@ bench: base-image ca-certs compose-v2 ## per-step cost of one request on each hu
 	echo "bench: rows in $${BENCH_OUT:-$$out/hotpath.json} (HOTPATH_JSON=that make compare adds them to the report)"
 
 lock: ## re-lock every requirements file (pip-compile with hashes)
-	@for name in gevent eventlet test e2e locust ceiling example-flask granian uvicorn; do \
+	@for name in build gevent eventlet test e2e locust ceiling example-flask granian uvicorn; do \
 	  $(PYTHON) -m piptools compile -q --generate-hashes --allow-unsafe --strip-extras --no-header \
 	    -o services/requirements/$$name.txt services/requirements/$$name.in || exit 1; done
 
-clean: down ## remove the stack and the test venv
+clean: down ## remove the stack (its data kept: make destroy deletes it) and the test venv
 	rm -rf .venv
 
 # ---- Compose v2, Docker Swarm, registry (docs/swarm.md) --------------------------------

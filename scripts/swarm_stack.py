@@ -124,6 +124,8 @@ def convert_service(name: str, service: dict[str, Any], *, registry: str, publis
     for key in sorted(environment):
         if key.endswith("PASSWORD"):
             del environment[key]   # never in a stack file: the *_FILE variable points at a secret
+        elif environment[key] is None:
+            del environment[key]   # a variable passed only when set (`APP:`), and it was not
     if environment:
         out["environment"] = environment
 

@@ -1,13 +1,15 @@
 """The variants: the one table that `make compare`, the e2e tests and the Makefile read.
 
 A variant is the app behind one front door on one hub, described by the compose files
-that bring it up (relative to the repository root). Standard library only, so it runs
-as a script too (the Makefile's view of the table):
+that bring it up (relative to the repository root). Standard library only and Python 3.9
+syntax, so it runs as a script too on an older host (the Makefile's view of the table):
 
     python3 loadtest/comparison/variants.py files wsgi-eventlet   -f docker-compose.yml -f ...
     python3 loadtest/comparison/variants.py names                 every name, one a line
     python3 loadtest/comparison/variants.py images                compose arguments, one build a line
     python3 loadtest/comparison/variants.py scale NAME N          --scale handler=N, or nothing
+    python3 loadtest/comparison/variants.py prebuild NAME         compose arguments building the image
+                                                                  NAME's Dockerfile starts FROM, or nothing
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class Variant:
     cpus_env: str              # compose variable of the app service's CPU limit
     in_compare: bool = True    # part of the default `make compare` set
     also_builds: tuple[str, ...] = ()  # services besides app_service whose images the variant needs
+    app: str = "demo"          # the app served: "demo" (m2stack.demo), or another one's name
+    # A variant whose app image is built FROM another variant's (a service of your own on
+    # the handler image): that variant's name, built first.
+    built_on: str | None = None
 
     @property
     def scaled(self) -> bool:
@@ -42,16 +48,20 @@ class Variant:
 
 
 def _mongrel2(name: str, description: str, hub: str | None, *overlays: str,
-              in_compare: bool = True, also_builds: tuple[str, ...] = ()) -> Variant:
+              in_compare: bool = True, also_builds: tuple[str, ...] = (), app: str = "demo",
+              built_on: str | None = None) -> Variant:
     return Variant(name, description, (BASE, *overlays), front_door="mongrel2", hub=hub,
                    app_service="handler", target="http://mongrel2:6767", workers_env=None,
-                   cpus_env="HANDLER_CPUS", in_compare=in_compare, also_builds=also_builds)
+                   cpus_env="HANDLER_CPUS", in_compare=in_compare, also_builds=also_builds,
+                   app=app, built_on=built_on)
 
 
-def _wsgi(name: str, description: str, hub: str, *overlays: str) -> Variant:
+def _wsgi(name: str, description: str, hub: str, *overlays: str, in_compare: bool = True,
+          app: str = "demo", built_on: str | None = None) -> Variant:
     return Variant(name, description, (BASE, "compose/wsgi.yml", *overlays), front_door="wsgi",
                    hub=hub, app_service="wsgi", target="http://wsgi:6767",
-                   workers_env="WEB_CONCURRENCY", cpus_env="WSGI_CPUS")
+                   workers_env="WEB_CONCURRENCY", cpus_env="WSGI_CPUS", in_compare=in_compare,
+                   app=app, built_on=built_on)
 
 
 def _peer(name: str, description: str, front_door: str, hub: str, service: str) -> Variant:
@@ -81,7 +91,19 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
           "asgi", "uvloop", "uvicorn"),
     # An app of your own behind Mongrel2; it has only some of the demo's endpoints.
     _mongrel2("example-flask", "Mongrel2 + a Flask app on gevent handlers", "gevent",
-              "compose/example-flask.yml", in_compare=False),
+              "compose/example-flask.yml", in_compare=False, app="flask"),
+    # A service of your own (examples/notes/): its image is the handler or WSGI image plus
+    # its package, its overlays name that image; both doors, both hubs.
+    _mongrel2("notes-mongrel2-gevent", "Mongrel2 + the notes example on gevent handlers", "gevent",
+              "examples/notes/compose.yml", in_compare=False, app="notes", built_on="mongrel2-gevent"),
+    _mongrel2("notes-mongrel2-eventlet", "Mongrel2 + the notes example on eventlet handlers", "eventlet",
+              "examples/notes/compose.yml", "examples/notes/compose.eventlet.yml", in_compare=False,
+              app="notes", built_on="mongrel2-eventlet"),
+    _wsgi("notes-wsgi-gevent", "Gunicorn (gevent worker) serving the notes example", "gevent",
+          "examples/notes/compose.wsgi.yml", in_compare=False, app="notes", built_on="wsgi-gevent"),
+    _wsgi("notes-wsgi-eventlet", "Gunicorn (eventlet worker) serving the notes example", "eventlet",
+          "examples/notes/compose.wsgi.yml", "examples/notes/compose.wsgi-eventlet.yml", in_compare=False,
+          app="notes", built_on="wsgi-eventlet"),
 )}
 
 
@@ -101,6 +123,14 @@ def image_builds() -> list[str]:
     return builds
 
 
+def prebuild_args(variant: Variant) -> str:
+    """Compose arguments building the image `variant`'s own Dockerfile starts FROM ("": none)."""
+    if variant.built_on is None:
+        return ""
+    base = VARIANTS[variant.built_on]
+    return f"{file_args(base)} build {base.app_service}"
+
+
 def _variant(name: str) -> Variant:
     if name not in VARIANTS:
         raise SystemExit(f"unknown variant: {name!r}; known: {', '.join(VARIANTS)}")
@@ -108,20 +138,22 @@ def _variant(name: str) -> Variant:
 
 
 def main(argv: list[str]) -> int:
-    match argv:
-        case ["files", name]:
-            print(file_args(_variant(name)))
-        case ["names"]:
-            print("\n".join(VARIANTS))
-        case ["images"]:
-            print("\n".join(image_builds()))
-        case ["scale", name, count]:
-            variant = _variant(name)
-            if variant.scaled:
-                print(f"--scale {variant.app_service}={count}")
-        case _:
-            print(__doc__.strip(), file=sys.stderr)
-            return 2
+    command, args = (argv[0], argv[1:]) if argv else ("", [])
+    if command == "files" and len(args) == 1:
+        print(file_args(_variant(args[0])))
+    elif command == "names" and not args:
+        print("\n".join(VARIANTS))
+    elif command == "images" and not args:
+        print("\n".join(image_builds()))
+    elif command == "scale" and len(args) == 2:
+        variant = _variant(args[0])
+        if variant.scaled:
+            print(f"--scale {variant.app_service}={args[1]}")
+    elif command == "prebuild" and len(args) == 1:
+        print(prebuild_args(_variant(args[0])))
+    else:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
     return 0
 
 

@@ -32,12 +32,12 @@ COMPOSE = shlex.split(os.environ.get("COMPOSE", "docker compose"))
 
 # The demo app behind our two front doors on our two hubs, in the table's order (every
 # Mongrel2 one before every WSGI one): not the ceiling (no app), not the peers (other
-# servers or hubs, for comparisons), not example-flask (another app). The dispatcher's
-# variants have their own module (test_dispatch.py): what they promise differs.
+# servers or hubs, for comparisons), not another app (example-flask, the notes example). The
+# dispatcher's variants have their own module (test_dispatch.py): what they promise differs.
 DISPATCH = [name for name, v in VARIANTS.items() if "compose/dispatch.yml" in v.files]
 DEMO = [name for name, v in VARIANTS.items()
         if v.front_door in ("mongrel2", "wsgi") and v.hub in ("gevent", "eventlet")
-        and name != "example-flask" and name not in DISPATCH]
+        and v.app == "demo" and name not in DISPATCH]
 MONGREL2 = [name for name in DEMO if VARIANTS[name].front_door == "mongrel2"]
 WSGI = [name for name in DEMO if VARIANTS[name].front_door == "wsgi"]
 METRICS_PORT = 9100  # every app container, internal network only

@@ -6,15 +6,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import time
 import urllib.request
 from collections import Counter
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -22,7 +18,6 @@ from websockets.sync.client import connect
 
 from m2stack.protocol import websocket as ws
 from processes import ROOT  # noqa: F401 (the package path comes with it)
-from support import free_port, require
 
 KEY = b"\x01\x02\x03\x04"
 CHAT_CLIENTS = 200  # the issue's figure: 200 concurrent clients across 2 handlers
@@ -163,29 +158,6 @@ def test_a_plain_get_of_a_websocket_endpoint_is_400_json(mongrel2, handler):
 
 
 # -- the chat across handler processes (PostgreSQL LISTEN/NOTIFY) -------------------------------
-
-@pytest.fixture(scope="module")
-def postgres():
-    """A throwaway PostgreSQL server on loopback (initdb + pg_ctl), as the `postgres` user
-    when run as root; skipped where the server binaries are not installed."""
-    require("initdb", "the chat fans out through PostgreSQL LISTEN/NOTIFY (Debian's postgresql-15)")
-    require("pg_ctl", "the chat test starts a throwaway PostgreSQL server")
-    # Not under pytest's tmp (mode 700 to its owner): the server may run as another user.
-    home = Path(tempfile.mkdtemp(prefix="m2stack-pg-"))
-    home.chmod(0o777)
-    data = home / "data"
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    port = free_port()
-    done = subprocess.run([*as_user, "initdb", "-D", str(data), "-U", "m2stack", "--auth=trust", "-E", "UTF8"],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    subprocess.run([*as_user, "pg_ctl", "-D", str(data), "-w", "-l", str(data.parent / "pg.log"), "-o",
-                    f"-p {port} -k {data.parent} -c listen_addresses=127.0.0.1", "start"],
-                   check=True, capture_output=True)
-    yield {"DB_HOST": "127.0.0.1", "DB_PORT": str(port), "DB_NAME": "postgres", "DB_USER": "m2stack"}
-    subprocess.run([*as_user, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-    shutil.rmtree(home, ignore_errors=True)
-
 
 def test_chat_across_two_handlers_every_client_gets_every_message_once(mongrel2, start_handler, postgres):
     handlers = [start_handler(**postgres), start_handler(**postgres)]

@@ -119,7 +119,8 @@ def from_compose(config: dict[str, Any], *, swarm_env: dict[str, dict[str, str]]
     swarm_env = SWARM_ENV if swarm_env is None else swarm_env
     specs = {}
     for name, s in config["services"].items():
-        env = {k: v for k, v in (s.get("environment") or {}).items() if not k.endswith("PASSWORD")}
+        # None: a variable passed only when set (`APP:`), and it was not: the container has none.
+        env = {k: v for k, v in (s.get("environment") or {}).items() if not k.endswith("PASSWORD") and v is not None}
         env.update(swarm_env.get(name, {}))
         specs[name] = Spec(
             image=s["image"], env=tuple(sorted(env.items())),
