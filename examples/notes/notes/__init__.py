@@ -7,6 +7,7 @@
     GET    /notes/{id}       one note (404 JSON when there is none)
     DELETE /notes/{id}       204
     GET    /notes/export     every note as NDJSON, streamed a page at a time
+    GET    /healthz          200 while the process serves (the WSGI image's healthcheck GETs it)
 
 `create_app` is the factory m2stack calls once per process, after the hub has patched
 it: it gets the hub, the front door and the settings, and builds the database pool on

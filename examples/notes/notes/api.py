@@ -51,6 +51,14 @@ class NotesEndpoint(Endpoint):
         return settings
 
 
+@routes.route("/healthz")
+class Health(Endpoint):
+    """Liveness, without the database: the WSGI image's healthcheck GETs it."""
+
+    def get(self) -> Response:
+        return self.json({"status": "ok"})
+
+
 @routes.route("/notes")
 class Notes(NotesEndpoint):
     def get(self) -> Response:

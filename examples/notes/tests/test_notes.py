@@ -86,3 +86,8 @@ def test_the_export_streams_every_note_as_ndjson(notes):
     assert response.headers["Content-Type"] == "application/x-ndjson"
     exported = [json.loads(line)["id"] for line in response.content.splitlines()]
     assert ids <= set(exported) and exported == sorted(exported, reverse=True)
+
+
+def test_the_health_route_answers_without_the_database(notes):
+    response = notes.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
