@@ -13,6 +13,7 @@ from m2stack.app import App, Endpoint, HTTPError, Request, Router
 from m2stack.demo import create_app
 from m2stack.hubs import blocking_hub
 from m2stack.settings import DatabaseSettings
+from m2stack.startup import Startup
 
 HUB = blocking_hub()
 NOWHERE = DatabaseSettings(host="127.0.0.1", port=1, pool_size=1, pool_timeout=0.05, connect_timeout=2.0)
@@ -26,7 +27,7 @@ def get(app, target):
 
 @pytest.fixture
 def app():
-    app = create_app(HUB, front_door="none")
+    app = create_app(Startup(hub=HUB, front_door="none"))
     app.state.db = db.Pool(NOWHERE, HUB)
     return app
 

@@ -166,7 +166,7 @@ class RecordedFronts:
 
 @pytest.fixture
 def gevent_hub():
-    return pytest.importorskip("m2stack.hubs.gevent_hub")
+    return pytest.importorskip("m2stack.hubs.gevent_hub").HUB
 
 
 def front() -> Front:
