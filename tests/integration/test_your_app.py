@@ -124,7 +124,9 @@ def test_the_client_is_taken_from_a_trusted_proxy_only(mongrel2, start_handler):
     # Mongrel2 replaces X-Forwarded-For with the address it saw; X-Forwarded-Proto goes through.
     seen = json.loads(get(mongrel2.url, headers=SPOOF)[2])
     assert (seen["client"], seen["scheme"]) == ("127.0.0.1", "https")
-    handler.terminate()
+    handler.terminate()  # its access lines are written on the way out
+    logged = [e for e in handler.log_entries() if "status" in e]
+    assert logged and logged[0]["client"] == "203.0.113.7" and logged[0]["scheme"] == "https", logged[:1]
 
     start_handler(APP="kinds_of_app:native", FORWARDED_ALLOW_IPS="10.0.0.0/8")
     status, headers, body = get(mongrel2.url, headers={**FORWARDED, **SPOOF})

@@ -115,6 +115,7 @@ class Mongrel2Door:
         if self.access_log is not None:
             self.access_log.write({
                 "request_id": request.request_id, "conn_id": message.conn_id.decode(),
+                "client": request.remote_addr, "scheme": request.scheme,  # after trusted proxies
                 "method": request.method, "path": request.path[:200], "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
         return CLOSED if close else SERVED

@@ -145,7 +145,8 @@ class WebSockets:
         if message.body.strip() != accept.encode("ascii"):
             log.warning("mongrel2's accept key differs from ours",
                         extra={"theirs": message.body[:60].decode("ascii", "replace"), "ours": accept})
-        connection.write(ws.handshake_response(accept, [("X-Handler-Id", self.app.handler_id)]))
+        extra = [("X-Handler-Id", self.app.handler_id)] if self.app.handler_id_header else []
+        connection.write(ws.handshake_response(accept, extra))
         self.owned[connection.key] = connection
         assert endpoint is not None
         self.run(connection, endpoint(self.app, request, connection).on_open)
