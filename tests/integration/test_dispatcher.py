@@ -10,6 +10,8 @@ tests hold it to, each for both hubs:
 - a handler stopped with SIGTERM leaves with no client seeing a failure;
 - differing duplicate Content-Length: 400 JSON, the connection closed, nothing smuggled;
 - the dispatcher killed and restarted: handlers rejoin by themselves (WHO / HELLO);
+- ... under load: every request a handler held at the kill is answered (GET and POST),
+  and its WebSockets are closed with 1012;
 - a WebSocket's frames reach the handler that answered its handshake;
 - a client gone from a stream stops the producer of the handler holding it, even when
   streams hold every credit;
@@ -39,6 +41,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from processes import DispatcherProcess, HandlerProcess, Mongrel2
@@ -443,6 +446,112 @@ def test_a_killed_dispatcher_restarted_on_its_port_gets_its_handlers_back(mongre
     assert set(owners) == {h.handler_id for h in handlers}, owners
     assert all(h.process.poll() is None for h in handlers)
     assert resumed < 5, resumed
+
+
+def first_status(conn: socket.socket, timeout: float) -> bytes:
+    """The status code of the first answer on `conn`, or "closed, no answer"; TimeoutError
+    if neither comes in time."""
+    conn.settimeout(timeout)
+    data = b""
+    while b"\r\n" not in data:
+        try:
+            chunk = conn.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            return data[:40] or b"closed, no answer"
+        data += chunk
+    return data.split(b" ", 2)[1]
+
+
+HELD_MS = 1200  # each held request's sleep: it ends after the kill, before mongrel2's reaper
+
+
+# Against the code before dispatcher instances (2026-12-05, gevent and eventlet): fails
+# here, every held request closed by mongrel2's reaper with no answer (the handlers took
+# the new dispatcher's WHO for "you were taken for dead" and withheld all eight replies).
+def test_a_killed_dispatchers_handlers_answer_every_request_they_held(mongrel2, stack):
+    """Two handlers of four credits each hold eight slow requests (GET and POST) when the
+    dispatcher is SIGKILLed; four more wait for a credit, at the dispatcher or still in
+    mongrel2. A new dispatcher on the same address says WHO with another instance: the
+    handlers answer all eight (the replies go to mongrel2 directly), rejoin with what they
+    still hold counted out, and give those credits back as the requests end.
+
+    What the design loses: what the dead dispatcher held (here the waiting four, if it had
+    taken them from mongrel2): mongrel2's reaper closes them with no answer. What it had
+    not taken stays in mongrel2 and is served by the new one. Either way, nothing else."""
+    handlers = stack.start_handlers(2, HANDLER_MAX_IN_FLIGHT="4")
+    capacity = 8
+
+    def send(method: str) -> tuple[socket.socket, float]:
+        conn = raw_connection(mongrel2)
+        body = b"Content-Length: 0\r\n" if method == "POST" else b""
+        conn.sendall(b"%s /sleep?ms=%d HTTP/1.1\r\nHost: x\r\n%s\r\n" % (method.encode(), HELD_MS, body))
+        return conn, time.monotonic()
+
+    held = [send(method) for method in ["GET", "POST"] * (capacity // 2)]
+    waiting: list[tuple[socket.socket, float]] = []
+    try:
+        wait_until(lambda: sum(h.in_flight() for h in handlers) == capacity, 5, "the handlers to hold eight")
+        waiting = [send(method) for method in ["GET", "POST"] * 2]  # no credit left for these
+        old = stack.dispatcher
+        old.process.kill()
+        killed = time.monotonic()
+        old.process.wait()
+        stack.start_dispatcher(DISPATCH_BIND=old.endpoint)
+
+        answers = []
+        for conn, sent in held:
+            status, headers, payload = Reader(conn).response()
+            answers.append((status, payload, headers.get("x-handler-id"), time.monotonic() - sent))
+        fates = [(first_status(conn, timeout=Mongrel2.IDLE_TIMEOUT + 2 + 3), time.monotonic() - sent)
+                 for conn, sent in waiting]
+    finally:
+        for conn, _ in held + waiting:
+            conn.close()
+
+    bound = Mongrel2.IDLE_TIMEOUT  # sooner than this, or the reaper would have closed it first
+    assert all(status == 200 and json.loads(payload) == {"slept_ms": HELD_MS} and after < bound
+               for status, payload, _, after in answers), answers
+    assert {owner for _, _, owner, _ in answers} == {h.handler_id for h in handlers}, answers
+    # the waiting four: served by the new dispatcher (they were still in mongrel2), or lost
+    # with the dead one and closed by the reaper (its idle timeout + two ticks of 1 s)
+    assert all(fate in (b"200", b"closed, no answer") and after < Mongrel2.IDLE_TIMEOUT + 2 + 1.5
+               for fate, after in fates), fates
+    print(f"\nheld at the kill: {[round(a[3], 2) for a in answers]} s to answer; "
+          f"waiting at the kill: {[(f.decode(), round(t, 2)) for f, t in fates]}; "
+          f"killed {round(killed - held[0][1], 2)} s after the first was sent")
+
+    # Rejoined with what they held counted out, and every credit came back: eight slow
+    # requests run at once again, and nothing is withheld.
+    for handler in handlers:
+        stack.wait_joined(handler, timeout=5)
+    again = [send("GET") for _ in range(capacity)]
+    try:
+        wait_until(lambda: sum(h.in_flight() for h in handlers) == capacity, 5, "eight at once again")
+        assert all(Reader(conn).response()[0] == 200 for conn, _ in again)
+    finally:
+        for conn, _ in again:
+            conn.close()
+    withheld = [e for h in handlers for e in h.log_entries() if e.get("withheld")]
+    assert not withheld, withheld
+
+
+def test_a_websocket_held_through_a_dispatcher_restart_is_closed_with_1012(mongrel2, stack):
+    """The new dispatcher knows nothing of the socket and would close it at its next frame,
+    with no close frame: the handler closes it first, cleanly, on the WHO."""
+    stack.start_handlers(1)
+    with ws_connect(f"ws://127.0.0.1:{mongrel2.port}/ws/echo", proxy=None, open_timeout=5) as client:
+        client.send("before")
+        assert client.recv(5) == "before"
+        old = stack.dispatcher
+        old.process.kill()
+        old.process.wait()
+        stack.start_dispatcher(DISPATCH_BIND=old.endpoint)
+        with pytest.raises(ConnectionClosed):
+            client.recv(10)
+    assert client.protocol.close_rcvd is not None and client.protocol.close_rcvd.code == 1012, \
+        client.protocol.close_rcvd
 
 
 # -- 7. WebSockets -------------------------------------------------------------------------------------------

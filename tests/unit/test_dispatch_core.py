@@ -19,6 +19,8 @@ OTHER_FRONT = "tcp://m2-b:9999"
 A, B, C = b"\x00handler-a", b"\x00handler-b", b"\x00handler-c"
 DEAD_AFTER = 1.0
 RETRY = frozenset({"GET", "HEAD", "OPTIONS"})
+INSTANCE = b"5eed0f1n57a4ce01"
+WHO = wire.who(INSTANCE)
 
 
 # -- building what arrives ----------------------------------------------------------------
@@ -50,7 +52,7 @@ def ws_frame(conn, data=b"\x81\x05hello"):
 def dispatcher(max_waiting=0):
     """max_waiting 0: nothing is taken from mongrel2 without a free credit, so `wants_requests`
     says exactly whether a credit is free (the backlog has its own tests)."""
-    return Dispatcher(dead_after=DEAD_AFTER, retry_methods=RETRY, max_waiting=max_waiting)
+    return Dispatcher(dead_after=DEAD_AFTER, retry_methods=RETRY, max_waiting=max_waiting, instance=INSTANCE)
 
 
 def front(d, raw, address=FRONT, now=None):
@@ -58,7 +60,12 @@ def front(d, raw, address=FRONT, now=None):
 
 
 def hello(d, handler, capacity, free=None, now=0.0):
+    """The handler joins; the dispatcher's answer (its instance, before any request it
+    hands out) is checked and taken, so drain() shows what the join set going."""
+    before = len(d.to_handlers)
     d.from_handler(handler, wire.hello(capacity, capacity if free is None else free), now)
+    assert d.to_handlers[before] == (handler, wire.welcome(INSTANCE)), d.to_handlers
+    del d.to_handlers[before]
 
 
 def ack(d, handler, verb, request_id, now=0.0):
@@ -131,7 +138,7 @@ def key(conn, address=FRONT, sender=SENDER):
 def nobody_asks(d, handler, now=0.0):
     """The handler is unknown to the dispatcher: any message of it gets WHO."""
     beat(d, handler, now)
-    return drain(d) == [("handler", handler, [wire.WHO])]
+    return drain(d) == [("handler", handler, WHO)]
 
 
 def split_http(data):
@@ -1224,7 +1231,7 @@ def test_a_dead_handler_is_forgotten_and_its_late_done_gets_who():
     d.lost(A, why="Host unreachable")
     _, again_id, _ = only_request(drain(d))
     ack(d, A, wire.DONE, request_id, now=1.2)
-    assert drain(d) == [("handler", A, [wire.WHO])]
+    assert drain(d) == [("handler", A, WHO)]
     assert d.free_credits == 0  # B's credit is still out
     ack(d, B, wire.DONE, again_id, now=1.2)
     assert d.free_credits == 1
@@ -1332,7 +1339,7 @@ def test_a_beat_from_a_handler_taken_for_dead_gets_who_not_a_pong():
     hello(d, B, 1, now=1.0)
     d.expire(DEAD_AFTER + 0.5)
     beat(d, A, DEAD_AFTER + 0.6)
-    assert drain(d) == [("handler", A, [wire.WHO])]
+    assert drain(d) == [("handler", A, WHO)]
     beat(d, B, DEAD_AFTER + 0.6)
     assert drain(d) == [pong(B)]
 
@@ -1345,7 +1352,7 @@ def test_a_beat_from_a_handler_taken_for_dead_gets_who_not_a_pong():
 def test_a_message_from_an_unknown_handler_gets_who(frames):
     d = dispatcher()
     d.from_handler(A, frames, 0.0)
-    assert drain(d) == [("handler", A, [wire.WHO])]
+    assert drain(d) == [("handler", A, WHO)]
     assert not d.wants_requests and d.free_credits == 0
 
 
@@ -1353,7 +1360,7 @@ def test_hello_after_who_registers_the_handler():
     d = dispatcher()
     front(d, http_request(1))  # waits: no handler yet
     ack(d, A, wire.DONE, b"12")  # a request of the dispatcher before it restarted
-    assert drain(d) == [("handler", A, [wire.WHO])]
+    assert drain(d) == [("handler", A, WHO)]
     hello(d, A, 2, free=1)
     raw = http_request(1)
     assert only_request(drain(d))[::2] == (A, raw)
@@ -1467,14 +1474,18 @@ def test_a_malformed_handler_message_raises_protocol_error_and_changes_nothing(f
 
 @pytest.mark.parametrize("frames", [
     [],
-    [wire.HELLO, b"1", b"1"],         # a handler verb
+    [wire.HELLO, b"1", b"1"],         # a handler's HELLO
+    [wire.HELLO],                     # the dispatcher's HELLO names its instance
+    [wire.HELLO, b""],
     [wire.REQ, b"x", b"message"],     # not digits
     [wire.REQ, b"", b"message"],
     [wire.REQ, b"1"],
     [wire.REQ, b"1", b"message", b"more"],
     [wire.MSG],
     [wire.MSG, b"a", b"b"],
-    [wire.WHO, b"you"],
+    [wire.WHO],                       # no instance
+    [wire.WHO, b""],
+    [wire.WHO, b"a", b"b"],
     [wire.BYE, b"now"],
 ])
 def test_a_malformed_dispatcher_message_raises_protocol_error(frames):
@@ -1489,14 +1500,17 @@ def test_what_the_wire_builds_parses_back():
     assert wire.parse_from_handler([wire.BEAT]) == (wire.BEAT, [])
     assert wire.parse_from_dispatcher(wire.request(b"3", b"raw")) == (wire.REQ, [b"3", b"raw"])
     assert wire.parse_from_dispatcher(wire.connection_message(b"raw")) == (wire.MSG, [b"raw"])
-    assert wire.parse_from_dispatcher([wire.WHO]) == (wire.WHO, [])
+    assert wire.parse_from_dispatcher(wire.who(INSTANCE)) == (wire.WHO, [INSTANCE])
+    assert wire.parse_from_dispatcher(wire.welcome(INSTANCE)) == (wire.HELLO, [INSTANCE])
+    assert wire.parse_from_handler(wire.ack(wire.DONE, wire.NO_REQUEST)) == (wire.DONE, [b"0"])
 
 
 @pytest.mark.parametrize("parts", [
     wire.request(b"12", http_request(3, method="POST", path="/a", body=b"with spaces , and: 3:x,")),
     wire.request(b"7", b""),
     wire.connection_message(ws_frame(4, b"\x81\x03a b")),
-    [wire.WHO],
+    wire.who(INSTANCE),
+    wire.welcome(INSTANCE),
     [wire.BYE],
 ])
 def test_a_dispatcher_message_survives_its_one_frame(parts):
@@ -1521,7 +1535,7 @@ def test_a_bad_handler_frame_is_refused_once_unpacked(frame):
         wire.parse_from_handler(wire.unpack_from_handler(frame))
 
 
-@pytest.mark.parametrize("frame", [b"", b"REQ", b"REQ x1 message", b"REQ  message", b"WHO you", b"BYE now",
+@pytest.mark.parametrize("frame", [b"", b"REQ", b"REQ x1 message", b"REQ  message", b"WHO", b"WHO a b", b"BYE now",
                                    b"HELLO 1 1", b"NOPE"])
 def test_a_bad_dispatcher_frame_is_refused_once_unpacked(frame):
     with pytest.raises(ProtocolError):
@@ -1570,3 +1584,49 @@ def test_every_request_id_is_fresh():
         ids.add(request_id)
         ack(d, A, wire.DONE, request_id)
     assert len(ids) == 6
+
+
+# -- instances: a restarted dispatcher is told from this one --------------------------------
+
+
+def test_each_dispatcher_has_its_own_instance_and_names_it_in_who():
+    first = Dispatcher(dead_after=DEAD_AFTER, retry_methods=RETRY)
+    second = Dispatcher(dead_after=DEAD_AFTER, retry_methods=RETRY)
+    assert first.instance != second.instance and len(first.instance) == 16
+    beat(first, A, 0.0)
+    assert drain(first) == [("handler", A, wire.who(first.instance))]
+
+
+def test_hello_is_answered_with_the_instance_before_any_request():
+    d = dispatcher()
+    waiting = http_request(1)
+    front(d, waiting)
+    d.from_handler(A, wire.hello(1, 1), 0.0)
+    out = to_handlers(drain(d))
+    assert out == [(A, wire.HELLO, [INSTANCE]), (A, wire.REQ, [b"1", waiting])]
+
+
+def test_request_ids_start_at_1_so_done_0_names_none():
+    d = dispatcher()
+    hello(d, A, 3)
+    front(d, http_request(1))
+    assert only_request(drain(d))[1] == b"1" != wire.NO_REQUEST
+
+
+def test_done_0_gives_a_credit_back_and_acknowledges_nothing():
+    """A handler rejoined holding one request of a dispatcher that forgot it (free 1 of 2),
+    and got one of ours; DONE 0 when the old one ends: our request is still out."""
+    d = dispatcher()
+    hello(d, A, 2, free=1)
+    front(d, http_request(1))
+    raw_next = http_request(1, path="/next")
+    front(d, raw_next)  # pipelined behind it
+    _, request_id, _ = only_request(drain(d))
+    assert d.free_credits == 0
+    ack(d, A, wire.DONE, wire.NO_REQUEST)
+    assert d.free_credits == 1 and d.in_flight == 1 and d.counters.acknowledged == 0
+    assert drain(d) == []  # the connection's next request still waits for ours
+    ack(d, A, wire.DONE, wire.NO_REQUEST)  # one too many: never more than capacity - out
+    assert d.free_credits == 1
+    ack(d, A, wire.DONE, request_id)
+    assert only_request(drain(d))[2] == raw_next

@@ -25,6 +25,11 @@ The rules, in one place:
   remembered until its disconnect notice, or for CLOSED_MEMORY seconds.
 - Sticky: disconnect notices and WebSocket frames go to the handler serving or holding
   their connection (HOLD: a stream; KEEP: a WebSocket).
+- Each dispatcher process is an instance (random id) named in its WHO and in its answer
+  to HELLO, so a handler tells a restarted dispatcher (which repeated nothing: it answers
+  what it holds) from this one having taken it for dead (it withholds). Request ids start
+  at 1 in each instance; an acknowledgement of an id we do not hold (DONE 0 above all)
+  only gives a credit back.
 - A handler silent for `dead_after` seconds is dead. Its unacknowledged requests that are
   safe to repeat go to another handler (at the head of their connection, so order holds);
   the others get 503 JSON with Retry-After, and their connections close. A connection it
@@ -36,6 +41,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -156,7 +162,9 @@ def unavailable(sender: bytes, conn_id: bytes, method: str) -> list[bytes]:
 class Dispatcher:
     LATENCY_WEIGHT = 0.2  # of each new measurement in the moving average
 
-    def __init__(self, *, dead_after: float, retry_methods: frozenset[str], max_waiting: int = 100):
+    def __init__(self, *, dead_after: float, retry_methods: frozenset[str], max_waiting: int = 100,
+                 instance: bytes | None = None):
+        self.instance = instance or os.urandom(8).hex().encode()
         self.now = 0.0  # the latest time the service told us
         self.dead_after = dead_after
         self.max_waiting = max_waiting  # requests held here for want of a credit, at most
@@ -168,7 +176,7 @@ class Dispatcher:
         self.to_handlers: list[tuple[bytes, list[bytes]]] = []
         self.to_fronts: list[tuple[str, bytes]] = []
         self.counters = Counters()
-        self._next_id = 0
+        self._next_id = 0  # the first request is 1: no request is wire.NO_REQUEST
 
     # -- what the service asks --------------------------------------------------------
 
@@ -266,10 +274,11 @@ class Dispatcher:
                 handler.capacity = capacity
                 handler.free = max(0, min(free, capacity - sum(not i.finished for i in handler.items.values())))
             handler.last_seen = now
+            self._to_handler(handler, wire.welcome(self.instance))  # before any REQ: they are ours
             self._serve_waiting()
             return
         if handler is None:
-            self._to_handler_id(routing_id, [wire.WHO])
+            self._to_handler_id(routing_id, wire.who(self.instance))
             return
         handler.last_seen = now
         if verb == wire.BEAT:
@@ -285,8 +294,9 @@ class Dispatcher:
     def _acknowledged(self, handler: Handler, verb: bytes, request_id: bytes) -> None:
         item = handler.items.get(request_id)
         if item is None:
-            # Sent before we restarted (or a repeat): the credit is the handler's again, but
-            # never more than what is not out at it.
+            # DONE 0: a request of a dispatcher that forgot it (another instance, or this
+            # one before it took the handler for dead), now finished; or a repeat. The
+            # credit is the handler's again, never more than what is not out at it.
             if verb != wire.HOLD:
                 out = sum(not i.finished for i in handler.items.values())
                 handler.free = min(handler.capacity - out, handler.free + 1)

@@ -231,7 +231,8 @@ class DispatcherService:
     def run(self) -> int:
         if self.resolver is not None:
             self.resolver.start()
-        log.info("dispatcher starting", extra={"bind": self.settings.bind, "dead_after": self.settings.dead_after,
+        log.info("dispatcher starting", extra={"bind": self.settings.bind, "instance": self.core.instance.decode(),
+                                               "dead_after": self.settings.dead_after,
                                                "retry_methods": sorted(self.core.retry_methods)})
         last_tick = last_beat = 0.0
         stop_at = None

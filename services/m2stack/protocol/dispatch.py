@@ -8,10 +8,13 @@ each handler's routing id in front of the frame and the handler never does.
 
 Handler to dispatcher:
 
-    HELLO capacity free     join (or rejoin after the dispatcher restarted): how many
-                            requests I take at once, and how many of them are free now
+    HELLO capacity free     join (or rejoin after WHO): how many requests I take at once,
+                            and how many of them are free now (what I still hold of a
+                            dispatcher that forgot it is not free)
     BEAT                    I am alive (any message counts as alive)
-    DONE id                 the reply to request `id` went to mongrel2; one credit back
+    DONE id                 the reply to request `id` went to mongrel2; one credit back.
+                            `DONE 0` (no request has id 0): a credit back for a request of
+                            a dispatcher that forgot it, or of one that is gone
     CLOSE id                ... and it closed the connection: drop what is queued behind it
     KEEP id                 ... and the connection stays mine (a WebSocket): send me its
                             messages until CLOSE id or mongrel2's disconnect notice
@@ -21,12 +24,16 @@ Handler to dispatcher:
 
 Dispatcher to handler:
 
+    HELLO instance          the answer to HELLO: this dispatcher's instance (random per
+                            process); every REQ that follows is that instance's
     REQ id message          a request (mongrel2's message, untouched), costing one credit
     MSG message             a message for a connection this handler holds or is serving
                             (disconnect notices, WebSocket frames): no credit, no answer
     BEAT                    the answer to a BEAT: you are still counted on
-    WHO                     I do not know you (I restarted, or took you for dead): what
-                            you hold may have gone to others; send HELLO
+    WHO instance            I do not know you: send HELLO. The same instance as gave you
+                            your requests took you for dead, and may have given them to
+                            others: withhold their replies. Another instance (a restarted
+                            dispatcher) repeated nothing: answer them, then `DONE 0` each
     BYE                     no request will follow: finish what you have and go
 
 Pure: bytes in, bytes out; the sockets belong to the callers.
@@ -36,17 +43,30 @@ from __future__ import annotations
 
 from m2stack.protocol.errors import ProtocolError
 
+# The request id no request has (ids start at 1): `DONE 0` gives a credit back and
+# acknowledges nothing, so a new dispatcher's request 12 is never taken for the old one's.
+NO_REQUEST = b"0"
+
 HELLO, BEAT, DONE, CLOSE, KEEP, HOLD, BYE = b"HELLO", b"BEAT", b"DONE", b"CLOSE", b"KEEP", b"HOLD", b"BYE"
 REQ, MSG, WHO = b"REQ", b"MSG", b"WHO"
 
 # The acknowledgements: each names one request.
 ACKS = frozenset({DONE, CLOSE, KEEP, HOLD})
 FROM_HANDLER = frozenset({HELLO, BEAT, BYE} | ACKS)
-FROM_DISPATCHER = frozenset({REQ, MSG, BEAT, WHO, BYE})
+FROM_DISPATCHER = frozenset({HELLO, REQ, MSG, BEAT, WHO, BYE})
 
 
 def hello(capacity: int, free: int) -> list[bytes]:
     return [HELLO, b"%d" % capacity, b"%d" % free]
+
+
+def welcome(instance: bytes) -> list[bytes]:
+    """The dispatcher's answer to HELLO."""
+    return [HELLO, instance]
+
+
+def who(instance: bytes) -> list[bytes]:
+    return [WHO, instance]
 
 
 def ack(verb: bytes, request_id: bytes) -> list[bytes]:
@@ -107,9 +127,11 @@ def parse_from_dispatcher(frames: list[bytes]) -> tuple[bytes, list[bytes]]:
     if not frames or frames[0] not in FROM_DISPATCHER:
         raise ProtocolError(f"unknown message from the dispatcher: {frames[:1]!r}")
     verb, args = frames[0], frames[1:]
-    expected = {REQ: 2, MSG: 1, BEAT: 0, WHO: 0, BYE: 0}[verb]
+    expected = {HELLO: 1, REQ: 2, MSG: 1, BEAT: 0, WHO: 1, BYE: 0}[verb]
     if len(args) != expected:
         raise ProtocolError(f"{verb.decode()} takes {expected} frames, got {len(args)}")
     if verb == REQ and not args[0].isdigit():
         raise ProtocolError("REQ: the request id is not digits")
+    if verb in (HELLO, WHO) and not args[0]:
+        raise ProtocolError(f"{verb.decode()}: no instance")
     return verb, args

@@ -9,8 +9,11 @@ name is resolved here, off the hub's thread, and followed when it moves.
 
 The fence: a reply goes out only while the dispatcher's last answer to a beat is recent
 (HANDLER_DISPATCH_FENCE); after a stall the handler asks first, and if the dispatcher has
-taken it for dead (WHO) and given its requests to others, their replies are withheld, so a
-client never gets two answers.
+taken it for dead (WHO from the instance that gave the request) and given its requests to
+others, their replies are withheld, so a client never gets two answers. A WHO from another
+instance (the dispatcher restarted) withholds nothing: what this handler holds is answered
+(tickets.py decides). WebSockets are closed (1012) on any WHO: the dispatcher that routed
+their frames to this handler no longer does.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from m2stack.doors.mongrel2.core import CLOSED, KEPT_OPEN, SERVED, WITHHELD
 from m2stack.doors.mongrel2.fronts import Front, Fronts, Handle
+from m2stack.doors.mongrel2.tickets import Tickets
 from m2stack.hubs import Hub
 from m2stack.protocol import dispatch as wire
 from m2stack.protocol.errors import ProtocolError
@@ -34,23 +39,24 @@ IDLE_WAKEUP = 0.25
 LINK_HEARTBEAT = 1.0  # seconds
 # Beats unanswered this long: look the dispatcher's name up again (it may have moved).
 REFIND_AFTER = 1.0
-# How the dispatcher is told each message ended (by core.SERVED, CLOSED, KEPT_OPEN).
-_VERBS = {SERVED: wire.DONE, CLOSED: wire.CLOSE, KEPT_OPEN: wire.KEEP}
+# How the dispatcher is told each message ended (by core.SERVED, CLOSED, KEPT_OPEN, WITHHELD:
+# tickets.py turns the last into `DONE 0`, a credit back for a request it forgot).
+_VERBS = {SERVED: wire.DONE, CLOSED: wire.CLOSE, KEPT_OPEN: wire.KEEP, WITHHELD: wire.DONE}
 
 
 class DispatchedIntake:
-    def __init__(self, hub: Hub, settings: HandlerSettings, fronts: Fronts, pool: Any, handle: Handle):
+    def __init__(self, hub: Hub, settings: HandlerSettings, fronts: Fronts, pool: Any, handle: Handle,
+                 forgotten: Callable[[], None] = lambda: None):
         zmq = hub.zmq
         context = fronts.context
         self.hub = hub
         self.fronts = fronts
         self.pool = pool
         self.handle = handle
+        self.forgotten = forgotten  # on WHO: close what the dispatcher no longer routes here
         self.capacity = settings.max_in_flight
         self.beat_every = settings.dispatch_beat
-        self.out = 0               # requests received and not yet answered
-        self.tickets: set[bytes] = set()  # their ids
-        self.stale: set[bytes] = set()    # ids the dispatcher forgot (WHO): never answered
+        self.tickets = Tickets()   # the requests received and not yet answered, by dispatcher
         self.fence = settings.dispatch_fence
         self.last_pong = time.monotonic()
         self.leaving = False       # we said BYE
@@ -72,7 +78,7 @@ class DispatchedIntake:
         self._draining = False
 
     def start(self) -> None:
-        self._send(wire.hello(self.capacity, self.capacity - self.out))
+        self._send(wire.hello(self.capacity, self.capacity - self.tickets.held))
         log.info("connected to the dispatcher", extra={"dispatcher": self.endpoint,
                                                        "routing_id": self.routing_id.hex(),
                                                        "capacity": self.capacity})
@@ -115,8 +121,7 @@ class DispatchedIntake:
             front = self._front(raw)
             outcome = CLOSED if front is None else self.handle(raw, front, ticket)
         finally:
-            if outcome != WITHHELD:  # withheld: the dispatcher forgot it, nothing to tell
-                self.acknowledge(_VERBS[outcome], ticket)
+            self.acknowledge(_VERBS[outcome], ticket)
 
     def may_reply(self, ticket: bytes | None) -> bool:
         """May this request's reply go out (the fence)?"""
@@ -135,29 +140,25 @@ class DispatchedIntake:
             self.acknowledge(wire.HOLD, ticket)
         return True
 
-    def acknowledge(self, verb: bytes, request_id: bytes) -> None:
-        if request_id in self.stale:  # the dispatcher forgot it: nothing to acknowledge
-            if verb != wire.HOLD:
-                self.stale.discard(request_id)
-            return
-        if verb != wire.HOLD:
-            self.out -= 1
-            self.tickets.discard(request_id)
-        self._send(wire.ack(verb, request_id))
+    def acknowledge(self, verb: bytes, ticket: bytes) -> None:
+        message = self.tickets.ended(verb, ticket)
+        if message is not None:
+            self._send(message)
 
-    def cleared(self, request_id: bytes, limit: float = 2.0) -> bool:
-        """May the reply to `request_id` go out? Not if the dispatcher gave it to another
+    def cleared(self, ticket: bytes, limit: float = 2.0) -> bool:
+        """May the reply to `ticket` go out? Not if the dispatcher gave it to another
         handler (or answered it) because it took this one for dead."""
-        if request_id in self.stale:
+        tickets = self.tickets
+        if not tickets.may_reply(ticket):
             return False
         if time.monotonic() - self.last_pong <= self.fence:
             return True
         asked = time.monotonic()
         self._send([wire.BEAT])
-        while self.last_pong < asked and request_id not in self.stale and time.monotonic() - asked < limit:
+        while self.last_pong < asked and tickets.may_reply(ticket) and time.monotonic() - asked < limit:
             self.hub.sleep(0.002)
         # No answer at all: the dispatcher is down, and a new one knows nothing to repeat.
-        return request_id not in self.stale
+        return tickets.may_reply(ticket)
 
     def leave(self, deadline: float) -> bool:
         """Say BYE and keep serving what is already on its way, until the dispatcher
@@ -217,27 +218,33 @@ class DispatchedIntake:
             log.warning("bad message from the dispatcher", extra={"error": str(exc)})
             return
         if verb == wire.REQ:
-            self.out += 1
-            self.tickets.add(args[0])
-            self.from_dispatcher(args[1], args[0])
+            self.from_dispatcher(args[1], self.tickets.take(args[0]))
         elif verb == wire.MSG:
             self.from_dispatcher(args[0], None)
         elif verb == wire.BEAT:
             self.last_pong = time.monotonic()
-        elif verb == wire.WHO:  # it restarted, or took us for dead: what we hold is not ours
-            if self.tickets:
-                log.warning("the dispatcher forgot this handler: replies to what it holds are withheld",
-                            extra={"withheld": len(self.tickets)})
-            self.stale |= self.tickets
-            self.tickets.clear()
-            self.out = 0
+        elif verb == wire.HELLO:
+            self.tickets.welcome(args[0])
             self.last_pong = time.monotonic()
-            if not self.leaving:
-                self._send(wire.hello(self.capacity, self.capacity))
-            else:
-                self.released = True  # a new dispatcher sends a leaving handler nothing
+        elif verb == wire.WHO:
+            self._forgotten(args[0])
         elif verb == wire.BYE:
             self.released = True
+
+    def _forgotten(self, instance: bytes) -> None:
+        """WHO: the same instance took us for dead (what it gave us went to others: withheld),
+        or another one is there (the dispatcher restarted: what we hold is answered)."""
+        withheld, orphaned = self.tickets.who(instance)
+        if withheld or orphaned:
+            log.warning("the dispatcher forgot this handler", extra={
+                "instance": instance.decode("ascii", "replace"), "withheld": withheld, "answered": orphaned})
+        self.last_pong = time.monotonic()
+        self.forgotten()
+        if not self.leaving:
+            # What is still running here is not free: each gives its credit back (DONE 0).
+            self._send(wire.hello(self.capacity, self.capacity - self.tickets.held))
+        else:
+            self.released = True  # a new dispatcher sends a leaving handler nothing
 
     def _beat(self) -> None:
         while not self.closed:

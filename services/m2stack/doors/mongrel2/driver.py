@@ -68,7 +68,8 @@ class Mongrel2Door:
         self.fronts = Fronts(hub, self.context, settings)
         self.intake: Intake
         if settings.dispatcher:
-            self.intake = DispatchedIntake(hub, settings, self.fronts, self.pool, self.handle)
+            self.intake = DispatchedIntake(hub, settings, self.fronts, self.pool, self.handle,
+                                           forgotten=lambda: self.websockets.restarting())
         else:
             self.intake = PullIntake(hub, settings, self.fronts, self.pool, self.handle)
         # greenlet -> its request's perf_counter deadline, in the order the requests started

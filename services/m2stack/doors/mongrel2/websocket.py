@@ -223,6 +223,15 @@ class WebSockets:
 
     def going_away(self) -> None:
         """At shutdown: a close frame (1001) to every client this process owns."""
+        self.close_all(ws.GOING_AWAY, "server shutting down")
+
+    def close_all(self, code: int, reason: str) -> None:
+        """A close frame to every client this process owns, and forget them."""
         for connection in list(self.owned.values()):
-            connection.close(ws.GOING_AWAY, "server shutting down")
+            connection.close(code, reason)
         self.owned.clear()
+
+    def restarting(self) -> None:
+        """The dispatcher forgot this handler (WHO): it routes these sockets' frames here no
+        more (a new one knows nothing of them), so their clients are told to reconnect."""
+        self.close_all(ws.SERVICE_RESTART, "dispatcher restarted")
