@@ -502,7 +502,10 @@ def test_a_killed_dispatchers_handlers_answer_every_request_they_held(mongrel2, 
 
         answers = []
         for conn, sent in held:
-            status, headers, payload = Reader(conn).response()
+            try:
+                status, headers, payload = Reader(conn).response()
+            except AssertionError:  # Reader: closed before a whole answer came
+                status, headers, payload = 0, {}, b"closed, no answer"
             answers.append((status, payload, headers.get("x-handler-id"), time.monotonic() - sent))
         # mongrel2's reaper: its idle timeout + two ticks of 1 s; it closed four one tick
         # apart in our runs (5.2 to 7.2 s), so a tick more for each
@@ -513,8 +516,8 @@ def test_a_killed_dispatchers_handlers_answer_every_request_they_held(mongrel2, 
             conn.close()
 
     bound = Mongrel2.IDLE_TIMEOUT  # sooner than this, or the reaper would have closed it first
-    assert all(status == 200 and json.loads(payload) == {"slept_ms": HELD_MS} and after < bound
-               for status, payload, _, after in answers), answers
+    assert all(status == 200 and after < bound for status, _, _, after in answers), answers
+    assert all(json.loads(payload) == {"slept_ms": HELD_MS} for _, payload, _, _ in answers), answers
     assert {owner for _, _, owner, _ in answers} == {h.handler_id for h in handlers}, answers
     # the waiting four: served by the new dispatcher (they were still in mongrel2), or lost
     # with the dead one and closed by the reaper
