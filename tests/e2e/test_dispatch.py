@@ -223,8 +223,9 @@ def test_dispatcher_killed_under_load_loses_only_what_it_held_and_comes_back(sta
            lost_started_at_s=[round(o.started - killed_at, 2) for o in failed])
     assert stack.inspect(dispatcher)["RestartCount"] == restarts + 1
     assert recovered < 5, f"first success {recovered:.1f}s after the kill"
-    # Lost: at most what was between mongrel2 and a handler at the kill, one per client,
-    # each started just before it; nothing sent after the restart fails.
+    # Lost: at most what the dead dispatcher held or what was on its way to it (its receive
+    # queue, mongrel2's send queue), one per client, each started just before the kill;
+    # what handlers held is answered; nothing sent after the restart fails.
     assert len(failed) <= clients, load.counts
     for outcome in failed:
         assert outcome.started <= killed_at + 0.5, outcome
