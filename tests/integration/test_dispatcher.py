@@ -525,7 +525,8 @@ def test_a_killed_dispatchers_handlers_answer_every_request_they_held(mongrel2, 
     assert all(fate in (b"200", b"closed, no answer") and after < reaped + 1 for fate, after in fates), fates
     # ... and by the rule under test: each handler heard the new instance's WHO while it
     # held them (a dispatcher slower to start than they are to end would test nothing)
-    forgotten = [e for h in handlers for e in h.log_entries() if e.get("message") == "the dispatcher forgot this handler"]
+    forgotten = [e for h in handlers for e in h.log_entries()
+                 if e.get("message") == "the dispatcher forgot this handler"]
     assert sum(e["answered"] for e in forgotten) == capacity and not any(e["withheld"] for e in forgotten), forgotten
     print(f"\nheld at the kill: {[round(a[3], 2) for a in answers]} s to answer; "
           f"waiting at the kill: {[(f.decode(), round(t, 2)) for f, t in fates]}; "
