@@ -234,11 +234,14 @@ class DispatchedIntake:
     def _forgotten(self, instance: bytes) -> None:
         """WHO: the same instance took us for dead (what it gave us went to others: withheld),
         or another one is there (the dispatcher restarted: what we hold is answered)."""
-        withheld, orphaned = self.tickets.who(instance)
+        self.last_pong = time.monotonic()
+        counts = self.tickets.who(instance)
+        if counts is None:
+            return  # an answer to a message sent before our HELLO to it: that one stands
+        withheld, orphaned = counts
         if withheld or orphaned:
             log.warning("the dispatcher forgot this handler", extra={
                 "instance": instance.decode("ascii", "replace"), "withheld": withheld, "answered": orphaned})
-        self.last_pong = time.monotonic()
         self.forgotten()
         if not self.leaving:
             # What is still running here is not free: each gives its credit back (DONE 0).

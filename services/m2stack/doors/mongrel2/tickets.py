@@ -28,6 +28,9 @@ class Tickets:
         self.current: set[bytes] = set()     # tickets that dispatcher counts as out here
         self.orphans: set[bytes] = set()     # of a dispatcher that is gone: answered, DONE 0
         self.withheld: set[bytes] = set()    # given to others: never answered, DONE 0
+        # The instance our HELLO after its WHO went to, until it answers: every message sent
+        # before that HELLO gets a WHO too, and those echoes are not a new forgetting.
+        self.asked: bytes | None = None
 
     @property
     def held(self) -> int:
@@ -36,6 +39,7 @@ class Tickets:
 
     def welcome(self, instance: bytes) -> None:
         """The dispatcher answered HELLO: the requests that follow are `instance`'s."""
+        self.asked = None
         if instance != self.instance:
             self._forgotten_by(instance)
 
@@ -45,8 +49,12 @@ class Tickets:
         self.current.add(ticket)
         return ticket
 
-    def who(self, instance: bytes) -> tuple[int, int]:
-        """The dispatcher `instance` does not know us: (withheld, orphaned) by this WHO."""
+    def who(self, instance: bytes) -> tuple[int, int] | None:
+        """The dispatcher `instance` does not know us: (withheld, orphaned) by this WHO, for
+        a HELLO to send; None for an echo of a WHO already answered with one."""
+        if instance == self.asked:
+            return None
+        self.asked = instance
         if instance == self.instance:
             taken = self.current
             self.withheld |= taken
