@@ -669,6 +669,9 @@ def test_a_smuggled_request_never_reaches_a_handler(mongrel2, stack):
     assert "/plaintext" not in ran, ran
 
 
+# Mutation check (2026-12-05): the handler taking every WHO for a restarted dispatcher
+# (tickets.py `who` never matching the instance): fails here, both hubs, the stalled
+# handler's reply sent as well as the repeat's (two answers on one connection).
 def test_a_handler_that_stalls_past_dead_after_does_not_answer_twice(mongrel2, stack):
     handlers = stack.start_handlers(2)
     conns = [raw_connection(mongrel2) for _ in range(2)]
