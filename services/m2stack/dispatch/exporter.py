@@ -97,6 +97,9 @@ class _Server(HTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     timeout = 3  # seconds: one slow client delays a scrape that long at most (one thread serves)
+    # http.server answers a request line it cannot read HTTP/0.9-style, a body with no
+    # status line: every answer here has one.
+    default_request_version = "HTTP/1.0"
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self._answer(with_body=True)
