@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from test_dispatcher import DEAD_AFTER, Reader, Stack, get, raw_connection
 
 from processes import Mongrel2
 from support import parse_head, read_until_close, require, wait_until
-from test_dispatcher import DEAD_AFTER, Reader, Stack, get, raw_connection
 
 FRONT = "127.0.0.1"  # the front's address, as the dispatcher resolved M2_REQUESTS_ENDPOINT
 SETTLE = 3.0         # seconds: a few heartbeats of the dispatcher
