@@ -14,6 +14,7 @@ from m2stack.dispatch.core import PIPELINE_DEPTH, Dispatcher, Incoming
 from m2stack.dispatch.exporter import CONTENT_TYPE, Exporter, render
 from m2stack.protocol import dispatch as wire
 from m2stack.protocol.mongrel2 import encode_request
+from support import wait_until
 
 SENDER = b"f400bf85"
 FRONT, OTHER = "10.0.0.5", "10.0.0.6"
@@ -253,6 +254,22 @@ def test_the_exporter_serves_the_latest_text_published(exporter):
     assert call(exporter, "GET", "/metrics?x=1")[2] == b"second 2\n"
     status, headers, body = call(exporter, "HEAD", "/metrics")
     assert (status, headers["content-length"], body) == (200, "9", b"")
+
+
+def test_a_text_not_renewed_is_refused_with_503():
+    e = Exporter(0, host="127.0.0.1", stale_after=0.3)
+    e.start()
+    try:
+        assert call(e, "GET", "/metrics")[0] == 503  # nothing published yet
+        e.publish(b"x 1\n")
+        assert call(e, "GET", "/metrics")[0] == 200
+        wait_until(lambda: call(e, "GET", "/metrics")[0] == 503, 5, "the text to go stale")
+        status, headers, body = call(e, "GET", "/metrics")
+        assert headers["content-type"] == "application/json" and "published no metrics" in body.decode()
+        e.publish(b"x 2\n")
+        assert call(e, "GET", "/metrics")[2] == b"x 2\n"
+    finally:
+        e.close()
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, cast
@@ -21,6 +22,9 @@ from m2stack.dispatch.core import Counters, Dispatcher
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "m2stack_dispatcher_"
+# Seconds without a new text (the loop publishes one a second) after which a scrape gets
+# 503: a stuck loop shows as a target down (alert DispatcherDown), not as figures frozen.
+STALE_AFTER = 10.0
 
 # Each front's counts: (metric, help, the Counters field).
 FRONT_COUNTERS = (
@@ -93,6 +97,8 @@ def render(core: Dispatcher, *, started: float, default_front: str) -> bytes:
 
 class _Server(HTTPServer):
     body: bytes = b""
+    published: float = 0.0   # time.monotonic() of the body
+    stale_after: float = STALE_AFTER
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -111,7 +117,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.partition("?")[0] != "/metrics":
             self.send_error(404, "not found: the metrics are at /metrics")
             return
-        body = cast(_Server, self.server).body
+        server = cast(_Server, self.server)
+        body, age = server.body, time.monotonic() - server.published
+        if age > server.stale_after:
+            self.send_error(503, f"the dispatcher's loop has published no metrics for {age:.0f} s")
+            return
         self.send_response(200)
         self.send_header("Content-Type", CONTENT_TYPE)
         self.send_header("Content-Length", str(len(body)))
@@ -147,15 +157,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 class Exporter:
     """GET /metrics on `port` (0: any free port, see `.port`), answered from a thread with
-    the latest `publish`ed text. Bound at construction: a port in use fails at start."""
+    the latest `publish`ed text (503 when none came for `stale_after` seconds). Bound at
+    construction: a port in use fails at start."""
 
-    def __init__(self, port: int, host: str = ""):
+    def __init__(self, port: int, host: str = "", stale_after: float = STALE_AFTER):
         self.server = _Server((host, port), _Handler)
+        self.server.stale_after = stale_after
         self.port: int = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
 
     def publish(self, body: bytes) -> None:
         self.server.body = body  # one reference swapped: a scrape sees the old text or the new
+        self.server.published = time.monotonic()
 
     def start(self) -> None:
         self._thread.start()
