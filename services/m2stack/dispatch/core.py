@@ -142,7 +142,7 @@ class Counters:
     refused: int = 0          # answered 503: theirs was taken for dead, not safe to repeat
     closed: int = 0           # connections the dispatcher closed itself (their holder died, ...)
     dropped: int = 0          # queued behind a closed connection, never served
-    handlers_lost: int = 0    # in the sum only: handlers.lost
+    handlers_lost: int = 0    # in the sum only: handler_counts.lost
 
 
 @dataclass(slots=True)
