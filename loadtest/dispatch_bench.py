@@ -61,7 +61,7 @@ def one_round(requests: int, handlers: int, dispatcher_cpu: int, own_cpu: int) -
                PYTHONPATH=str(ROOT / "services"))
     dispatcher = subprocess.Popen([sys.executable, "-c",
                                    f"import os, sys; os.sched_setaffinity(0, {{{dispatcher_cpu}}}); "
-                                   "from m2stack.run_dispatcher import main; sys.exit(main(['x']))"], env=env)
+                                   "from m2stack.run_dispatcher import main; sys.exit(main())"], env=env)
     os.sched_setaffinity(0, {own_cpu})
     dealers = []
     for index in range(handlers):

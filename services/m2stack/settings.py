@@ -153,6 +153,8 @@ class DispatcherSettings(FrontSettings, frozen=True):
     # Messages taken from one mongrel2 per turn of the loop (fairness between fronts).
     batch: Positive = field(default=256, name="DISPATCH_BATCH")
     heartbeat_file: str = field(default="/tmp/dispatcher-heartbeat", name="DISPATCH_HEARTBEAT_FILE")
+    # Prometheus /metrics (its own exporter, dispatch/exporter.py), internal network only. 0: off.
+    metrics_port: Port = field(default=9101, name="DISPATCH_METRICS_PORT")
     log_level: str = field(default="INFO", name="LOG_LEVEL")
     batch_scheduling: bool = field(default=True, name="HANDLER_SCHED_BATCH")
 

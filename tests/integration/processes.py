@@ -168,11 +168,13 @@ class Gunicorn:
 
 class DispatcherProcess(_Process):
     """`python -m m2stack.run_dispatcher` in front of one mongrel2; handlers join it with
-    `HandlerProcess(..., HANDLER_DISPATCHER=dispatcher.endpoint)`."""
+    `HandlerProcess(..., HANDLER_DISPATCHER=dispatcher.endpoint)`. Its metrics on a port of
+    its own (`metrics()`)."""
 
     def __init__(self, mongrel2: Mongrel2, tmp: Path, **extra_env: str):
         self.port = free_port()
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self.metrics_port = int(extra_env.setdefault("DISPATCH_METRICS_PORT", str(free_port())))
         self.heartbeat = tmp / f"dispatcher-heartbeat-{time.monotonic_ns()}"
         self.log_path = tmp / f"dispatcher-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
@@ -186,4 +188,7 @@ class DispatcherProcess(_Process):
         wait_until(lambda: self.heartbeat.exists() or self.process.poll() is not None, 15,
                    "the dispatcher to start")
         assert self.process.poll() is None, self.output()
+
+    def metrics(self) -> Metrics:
+        return scrape(self.metrics_port)
 

@@ -101,6 +101,7 @@ class Connection:
     """A client connection with work under way or queued; forgotten when it has none."""
 
     key: Key
+    counts: Counters                     # its front's
     current: Item | None = None          # the request out at a handler (or the KEEP binding)
     queue: deque[Incoming] = field(default_factory=deque)
     gone: bool = False                   # disconnected or closed: nothing more is served
@@ -121,6 +122,7 @@ class Handler:
     last_seen: float
     items: dict[bytes, Item] = field(default_factory=dict)
     leaving: bool = False
+    said_bye: bool = False    # then its silence, once nothing is out at it, is its exit
     latency: float = 0.0      # moving average of seconds from hand-out to acknowledgement
     measured_at: float = 0.0
 
@@ -133,15 +135,28 @@ class Handler:
         return latency * (self.capacity - self.free + 1)
 
 
+# What the dispatcher counts: plain ints the hot path bumps (no lock: one thread writes
+# them), read at each heartbeat by the exporter (dispatch/exporter.py). They only grow.
 @dataclass(slots=True)
 class Counters:
+    """Requests of one front (Dispatcher.fronts), by what became of them; the sum of every
+    front's is Dispatcher.counters."""
+
     dispatched: int = 0
     acknowledged: int = 0
-    retried: int = 0
-    refused: int = 0          # answered 503 after their handler died
-    closed: int = 0           # held connections closed after their handler died
+    retried: int = 0          # repeated on another handler: theirs was taken for dead
+    refused: int = 0          # answered 503: theirs was taken for dead, not safe to repeat
+    closed: int = 0           # connections the dispatcher closed itself (their holder died, ...)
     dropped: int = 0          # queued behind a closed connection, never served
-    handlers_lost: int = 0
+    handlers_lost: int = 0    # in the sum only: handler_counts.lost
+
+
+@dataclass(slots=True)
+class HandlerCounters:
+    joined: int = 0
+    left: int = 0             # said BYE
+    dead: int = 0             # taken for dead (silent, or unreachable), busy or idle
+    lost: int = 0             # ... of those, with requests out at them
 
 
 def unavailable(sender: bytes, conn_id: bytes, method: str) -> list[bytes]:
@@ -175,10 +190,30 @@ class Dispatcher:
         self.waiting: deque[Connection] = deque()   # connections whose head waits for a credit
         self.to_handlers: list[tuple[bytes, list[bytes]]] = []
         self.to_fronts: list[tuple[str, bytes]] = []
-        self.counters = Counters()
+        self.fronts: dict[str, Counters] = {}   # front -> its counts
+        self.handler_counts = HandlerCounters()
         self._next_id = 0  # the first request is 1: no request is wire.NO_REQUEST
 
     # -- what the service asks --------------------------------------------------------
+
+    @property
+    def counters(self) -> Counters:
+        """Every front's counts summed."""
+        total = Counters(handlers_lost=self.handler_counts.lost)
+        for counts in self.fronts.values():
+            total.dispatched += counts.dispatched
+            total.acknowledged += counts.acknowledged
+            total.retried += counts.retried
+            total.refused += counts.refused
+            total.closed += counts.closed
+            total.dropped += counts.dropped
+        return total
+
+    def front_counts(self, front: str) -> Counters:
+        counts = self.fronts.get(front)
+        if counts is None:
+            counts = self.fronts[front] = Counters()
+        return counts
 
     @property
     def free_credits(self) -> int:
@@ -215,7 +250,7 @@ class Dispatcher:
                 self._to_handler(conn.current.handler, wire.connection_message(incoming.raw))
             return
         if key in self.closed:  # behind a reply that closed the connection: never served
-            self.counters.dropped += 1
+            self.front_counts(incoming.front).dropped += 1
             return
         if incoming.method == "WEBSOCKET":
             if conn is not None and conn.current is not None:
@@ -223,14 +258,14 @@ class Dispatcher:
             else:  # its handler is gone (or we restarted): the client learns at once
                 self._close_at_front(key)
             return
-        if conn is None:
-            conn = self.connections[key] = Connection(key)
+        if conn is None:  # its front's counts found once per connection, not per count
+            conn = self.connections[key] = Connection(key, self.front_counts(incoming.front))
         if conn.gone:
             return
         if conn.current is not None or conn.waiting:
             if len(conn.queue) >= PIPELINE_DEPTH:
                 log.warning("connection closed: pipelined too deep", extra={"depth": len(conn.queue)})
-                self.counters.dropped += 1
+                conn.counts.dropped += 1
                 self._close_at_front(key)
                 self._drop(conn)
                 return
@@ -241,7 +276,7 @@ class Dispatcher:
     def _disconnected(self, conn: Connection | None, incoming: Incoming) -> None:
         if conn is None:
             return  # an idle connection: nobody holds it
-        self.counters.dropped += len(conn.queue)
+        conn.counts.dropped += len(conn.queue)
         conn.queue.clear()
         conn.gone = conn.notified = True
         item = conn.current
@@ -265,6 +300,7 @@ class Dispatcher:
             capacity, free = int(args[0]), int(args[1])
             if handler is None:
                 handler = self.handlers[routing_id] = Handler(routing_id, capacity, free, now)
+                self.handler_counts.joined += 1
                 # Priced like its peers until measured: a new handler at cost 0 would get
                 # every request until its credits ran out.
                 measured = [h.latency for h in self.handlers.values() if h.latency]
@@ -285,7 +321,9 @@ class Dispatcher:
             self._to_handler(handler, [wire.BEAT])  # the answer tells it we still count on it
             return
         if verb == wire.BYE:
-            handler.leaving = True
+            if not handler.said_bye:
+                self.handler_counts.left += 1
+            handler.leaving = handler.said_bye = True
             self._to_handler(handler, [wire.BYE])
             log.info("handler leaving", extra={"handler": routing_id.hex(), "in_flight": len(handler.items)})
             return
@@ -308,7 +346,7 @@ class Dispatcher:
             return
         if not item.finished:
             handler.free = min(handler.capacity, handler.free + 1)
-            self.counters.acknowledged += 1
+            conn.counts.acknowledged += 1
             if not item.held:  # a stream's length says nothing of the handler's speed
                 took = max(0.0, self.now - item.sent_at)
                 handler.latency = took if not handler.latency else (
@@ -350,8 +388,11 @@ class Dispatcher:
             return
         self._remove(handler)
         if not handler.items:
+            if not handler.said_bye:
+                self.handler_counts.dead += 1
             return
-        self.counters.handlers_lost += 1
+        self.handler_counts.dead += 1
+        self.handler_counts.lost += 1
         log.warning("handler lost", extra={"handler": routing_id.hex(), "why": why,
                                            "unacknowledged": len(handler.items)})
         for item in list(handler.items.values()):
@@ -360,15 +401,14 @@ class Dispatcher:
             if conn.gone:
                 self._forget(conn)
             elif item.held:
-                self.counters.closed += 1
                 self._close_at_front(conn.key)
                 self._drop(conn)
             elif item.retryable:
-                self.counters.retried += 1
+                conn.counts.retried += 1
                 conn.queue.appendleft(item.incoming)
                 self._next_of(conn)
             else:
-                self.counters.refused += 1
+                conn.counts.refused += 1
                 front, sender, conn_id = conn.key
                 for message in unavailable(sender, conn_id, item.incoming.method):
                     self.to_fronts.append((front, message))
@@ -397,7 +437,7 @@ class Dispatcher:
         del self.handlers[handler.routing_id]
         self.handlers[handler.routing_id] = handler
         conn.current = item
-        self.counters.dispatched += 1
+        conn.counts.dispatched += 1
         self._to_handler(handler, wire.request(request_id, incoming.raw))
 
     def _least_loaded(self) -> Handler | None:
@@ -431,7 +471,7 @@ class Dispatcher:
             self._forget(conn)
 
     def _drop(self, conn: Connection) -> None:
-        self.counters.dropped += len(conn.queue)
+        conn.counts.dropped += len(conn.queue)
         conn.queue.clear()
         conn.gone = True
         if not conn.notified:
@@ -456,5 +496,6 @@ class Dispatcher:
 
     def _close_at_front(self, key: Key) -> None:
         front, sender, conn_id = key
+        self.front_counts(front).closed += 1
         for message in m2.frame_close(sender, (conn_id,)):
             self.to_fronts.append((front, message))

@@ -27,6 +27,7 @@ import msgspec
 import zmq
 
 from m2stack.dispatch.core import Dispatcher, Incoming
+from m2stack.dispatch.exporter import Exporter, render
 from m2stack.front_addresses import FrontAddresses, drain_then_disconnect
 from m2stack.protocol import dispatch as wire
 from m2stack.protocol.errors import ProtocolError
@@ -105,6 +106,9 @@ class DispatcherService:
         self.addresses = FrontAddresses(settings.requests_endpoint, settings.responses_endpoint)
         self.resolver = Resolver(self.addresses, settings.fronts_refresh) if self.addresses.host else None
         self.started = time.monotonic()
+        self.started_at = time.time()
+        # Bound here, before any front is read: a port in use stops the dispatcher at start.
+        self.exporter = Exporter(settings.metrics_port) if settings.metrics_port else None
 
     # -- fronts ----------------------------------------------------------------------------
 
@@ -231,9 +235,13 @@ class DispatcherService:
     def run(self) -> int:
         if self.resolver is not None:
             self.resolver.start()
+        if self.exporter is not None:
+            self.publish_metrics()
+            self.exporter.start()
         log.info("dispatcher starting", extra={"bind": self.settings.bind, "instance": self.core.instance.decode(),
                                                "dead_after": self.settings.dead_after,
-                                               "retry_methods": sorted(self.core.retry_methods)})
+                                               "retry_methods": sorted(self.core.retry_methods),
+                                               "metrics_port": self.exporter.port if self.exporter else 0})
         last_tick = last_beat = 0.0
         stop_at = None
         while True:
@@ -280,7 +288,15 @@ class DispatcherService:
             self._take_all(address, link)
         self.flush()
 
+    def publish_metrics(self) -> None:
+        """What a scrape answers until the next heartbeat (rendered here, in the loop, so
+        the exporter's thread never reads the core)."""
+        if self.exporter is not None:
+            self.exporter.publish(render(self.core, started=self.started_at,
+                                         default_front=self.settings.requests_endpoint))
+
     def _heartbeat(self) -> None:
+        self.publish_metrics()
         c = self.core.counters
         try:
             with open(self.settings.heartbeat_file, "w") as f:
@@ -301,7 +317,7 @@ class DispatcherService:
             link.xpub.close()
         self.router.close()
         self.context.term()
-        return 0
+        return 0  # the exporter's thread is a daemon: it ends with the process
 
     def request_stop(self, _signum: int, _frame: Any) -> None:
         self.stopping = True
