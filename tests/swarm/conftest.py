@@ -5,6 +5,7 @@ The engine's swarm state before the tests is recorded here and checked after the
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from swarmlib import docker, has_network, swarm_state
 from support import missing, require
 
 HERE = Path(__file__).resolve().parent
+# Docker probes every task each second here (5 s by default, docker-compose.yml): Swarm puts a
+# task in DNS and moves a rolling update on only once it is healthy.
+os.environ.setdefault("HEALTHCHECK_INTERVAL", "1s")
 SWARM_TIMEOUT = 600  # per test; the first one also brings the stack up
 
 
