@@ -125,7 +125,7 @@ def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
         ("app: route, endpoint, metrics, headers", measure(lambda: app.handle(core.build_request(message)),
                                                            number, repeat)),
         ("render HTTP", measure(lambda: core.render(response, close=False, version="HTTP/1.1"), number, repeat)),
-        ("frame for mongrel2", measure(lambda: protocol.frame_response(message.sender, (message.conn_id,), wire),
+        ("frame for mongrel2", measure(lambda: protocol.frame_one(message.sender, message.conn_id, wire),
                                        number, repeat)),
         ("access log line", measure(lambda: access.write({
             "request_id": request.request_id, "conn_id": "12", "method": "GET", "path": "/plaintext",
