@@ -71,7 +71,7 @@ def main() -> int:
         runs = figures[name]
         line = f"  {name}: median {statistics.median(runs):.2f} ({min(runs):.2f}-{max(runs):.2f})"
         if name != trees[0]:
-            diffs = [a - b for a, b in zip(runs, reference)]
+            diffs = [a - b for a, b in zip(runs, reference, strict=True)]
             faster = sum(1 for d in diffs if d < 0)
             line += (f"; minus {trees[0]}, per round: median {statistics.median(diffs):+.2f}"
                      f" ({min(diffs):+.2f} to {max(diffs):+.2f}), faster in {faster}/{args.rounds}")
