@@ -20,9 +20,11 @@ the production images, which carry no benchmark tool.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import io
 import json
 import os
+import pstats
 import statistics
 import sys
 import time
@@ -81,7 +83,6 @@ def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
     response = app.handle(core.build_request(message))
     wire = core.render(response, close=False, version="HTTP/1.1")
     access = logs.AccessLog(stream=io.BytesIO(), max_lines=10**9)
-    settings = HandlerSettings()
     deadlines: dict = {}
 
     def deadline_watchdog() -> None:
@@ -94,7 +95,6 @@ def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
             pass
 
     pool = hub.make_pool(10_000)
-    hub.install_handoff()  # as the door does when it serves where received (the default)
 
     def spawn_many(function=int, *args) -> None:
         for _ in range(100):
@@ -125,7 +125,7 @@ def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
         ("app: route, endpoint, metrics, headers", measure(lambda: app.handle(core.build_request(message)),
                                                            number, repeat)),
         ("render HTTP", measure(lambda: core.render(response, close=False, version="HTTP/1.1"), number, repeat)),
-        ("frame for mongrel2", measure(lambda: protocol.frame_response(message.sender, (message.conn_id,), wire),
+        ("frame for mongrel2", measure(lambda: protocol.frame_one(message.sender, message.conn_id, wire),
                                        number, repeat)),
         ("access log line", measure(lambda: access.write({
             "request_id": request.request_id, "conn_id": "12", "method": "GET", "path": "/plaintext",
@@ -136,17 +136,32 @@ def steps(number: int, repeat: int) -> list[tuple[str, dict]]:
     def per_request(hundred) -> dict:  # `hundred` runs 100 requests
         return {k: round(v / 100, 2) for k, v in measure(hundred, max(1, number // 100), repeat).items()}
 
-    out.append(("hub: pooled greenlet spawn, run, exit", per_request(spawn_many)))
-    out.append(("hub: served where received (a place in the pool, no switch)",
-                measure(lambda: hub.serve_here(pool, int, int), number, repeat)))
-    out.append(("hub: a request that waits once, spawned", per_request(lambda: spawn_many(hub.sleep, 0))))
-    out.append(("hub: a request that waits once, served here", per_request(serve_many_waiting)))
-    out.extend(zmq_steps(settings, number, repeat))
-    return out
-
-
-def zmq_steps(settings: HandlerSettings, number: int, repeat: int) -> list[tuple[str, dict]]:
+    # The greenlet-per-request figures first: `install_handoff` hooks every greenlet switch
+    # for the rest of the process, and a handler that spawns a greenlet per request
+    # (HANDLER_SERVE_INLINE=false) never installs it.
+    spawned = per_request(spawn_many)
+    waits_spawned = per_request(lambda: spawn_many(hub.sleep, 0))
     context = zmq.Context()
+    receive, sent = zmq_steps(context, number, repeat)
+    door_spawned = door_cycle(context, number, repeat, inline=False)
+    hub.install_handoff()  # as the door does when it serves where received (the default)
+    here = measure(lambda: hub.serve_here(pool, int, int), number, repeat)
+    waits_here = per_request(serve_many_waiting)
+    door_inline = door_cycle(context, number, repeat, inline=True)
+    context.term()
+    return out + [
+        ("hub: pooled greenlet spawn, run, exit", spawned),
+        ("hub: served where received (a place in the pool, no switch)", here),
+        ("hub: a request that waits once, spawned", waits_spawned),
+        ("hub: a request that waits once, served here", waits_here),
+        ("hub: receive one message (ZeroMQ, non-blocking + FD)", receive),
+        ("hub: send one message (ZeroMQ)", sent),
+        ("whole cycle through the door, a greenlet per request", door_spawned),
+        ("whole cycle through the door, served where received (default)", door_inline)]
+
+
+def zmq_steps(context, number: int, repeat: int) -> tuple[dict, dict]:
+    """A receive and a send on plain pyzmq through the hub, per message."""
     pull, push = context.socket(zmq.PULL), context.socket(zmq.PUSH)
     for sock in (pull, push):
         sock.setsockopt(zmq.RCVHWM, 0)
@@ -170,24 +185,21 @@ def zmq_steps(settings: HandlerSettings, number: int, repeat: int) -> list[tuple
     sent = {k: round(v / number, 2) for k, v in measure(lambda: [hub.send(push, RAW_JSON) for _ in range(number)],
                                                          1, repeat, setup=empty).items()}
     empty()
-    spawned = door_cycle(context, settings, number, repeat, inline=False)
-    inline = door_cycle(context, settings, number, repeat, inline=True)
     for sock in (pull, push):
         sock.close(0)
-    context.term()
-    return [("hub: receive one message (ZeroMQ, non-blocking + FD)", receive),
-            ("hub: send one message (ZeroMQ)", sent),
-            ("whole cycle through the door, a greenlet per request", spawned),
-            ("whole cycle through the door, served where received (default)", inline)]
+    return receive, sent
 
 
-def door_cycle(context, settings: HandlerSettings, number: int, repeat: int, *, inline: bool) -> dict:
+def door_cycle(context, number: int, repeat: int, *, inline: bool, calls: bool = False) -> dict:
     """Requests pushed into a front's PULL socket, answered by the door's own code, the
     replies read back: everything of one request but the TCP hop to mongrel2. `inline`:
-    each served in the receiving greenlet (the door's default), else a greenlet each."""
+    each served in the receiving greenlet (the door's default), else a greenlet each.
+    `calls`: count the function calls per request (`count_calls`) instead of timing."""
     os.environ["ACCESS_LOG"] = "false"
     app = App(routes, hub_name=hub.NAME, front_door="mongrel2")
-    the_door = driver.Mongrel2Door(hub, app, HandlerSettings(access_log=False, request_timeout=10.0))
+    the_door = driver.Mongrel2Door(hub, app, HandlerSettings(access_log=False, request_timeout=10.0,
+                                                             serve_inline=inline))
+    the_door.intake.start()  # serving where received: the hand-off hook, as the door installs it
     requests_in, replies_out = context.socket(zmq.PUSH), context.socket(zmq.PULL)
     front_requests, front_replies = context.socket(zmq.PULL), context.socket(zmq.PUSH)
     for sock in (requests_in, replies_out, front_requests, front_replies):
@@ -224,12 +236,33 @@ def door_cycle(context, settings: HandlerSettings, number: int, repeat: int, *, 
                     raise RuntimeError("a reply went missing")
 
     done = number // batch * batch
-    result = {k: round(v / done, 2) for k, v in measure(cycle, 1, repeat).items()}
+    if calls:
+        result = count_calls(cycle, done)
+    else:
+        result = {k: round(v / done, 2) for k, v in measure(cycle, 1, repeat).items()}
     the_door.stopping = True
     hub.sleep(0.2)
     for sock in (requests_in, replies_out, front_requests, front_replies):
         sock.close(0)
     return result
+
+
+def count_calls(function, requests: int) -> dict:
+    """The calls `function` makes per request, by cProfile: those of Python functions
+    (each a frame) and of built-in ones. Unlike time, a count does not move with the load
+    on the machine, so it compares two trees on a busy one. It includes the benchmark's
+    own calls around the door (pushing a request, reading its reply), the same in every
+    tree."""
+    function()  # once unprofiled: what happens only the first time is not per request
+    profile = cProfile.Profile()
+    profile.runcall(function)
+    python = builtin = 0
+    for (filename, _, _), (_, count, *_) in pstats.Stats(profile).stats.items():  # type: ignore[attr-defined]
+        if filename == "~":
+            builtin += count
+        else:
+            python += count
+    return {"python": round(python / requests, 2), "builtin": round(builtin / requests, 2)}
 
 
 def main() -> int:
@@ -238,7 +271,16 @@ def main() -> int:
     parser.add_argument("--number", type=int, default=5000, help="calls per round")
     parser.add_argument("--repeat", type=int, default=7, help="rounds")
     parser.add_argument("--json", action="store_true", help="JSON rows on stdout (the table on stderr)")
+    parser.add_argument("--calls", action="store_true",
+                        help="no timing: the function calls of one request through the door (cProfile)")
     args = parser.parse_args()
+    if args.calls:
+        context = zmq.Context()
+        for inline in (False, True):  # a greenlet each first: serving here hooks every switch from then on
+            counted = door_cycle(context, args.number, 1, inline=inline, calls=True)
+            print(json.dumps({"hub": HUB, "step": "calls per request, " + ("served where received" if inline
+                              else "a greenlet per request"), **counted}))
+        return 0
     started = time.monotonic()
     rows = [{"hub": HUB, "step": step, **figures} for step, figures in steps(args.number, args.repeat)]
     table = sys.stderr if args.json else sys.stdout  # with --json the rows go to stdout

@@ -18,6 +18,7 @@ from m2stack.protocol.mongrel2 import (
     ProtocolError,
     encode_request,
     frame_close,
+    frame_one,
     frame_response,
     parse_request,
     parse_response,
@@ -273,6 +274,20 @@ def test_frame_close():
     assert parse_response(frame_close(b"s", [5])[0]) == (b"s", [b"5"], b"")
 
 
+def test_frame_one_is_frame_response_for_one_connection():
+    assert frame_one(b"f400bf85", b"12", b"HTTP/1.1 200 OK\r\n\r\n") == frame_response(
+        b"f400bf85", [b"12"], b"HTTP/1.1 200 OK\r\n\r\n")[0]
+    assert frame_one(b"s", b"5", b"") == frame_close(b"s", [5])[0]
+
+
+@pytest.mark.parametrize("sender, conn_id, error", [
+    (b"s", b"", ProtocolError), (b"s", b"-1", ProtocolError), (b"s", b"1 2", ProtocolError),
+    (b"a b", b"1", ProtocolError), (b"", b"1", ProtocolError), ("s", b"1", TypeError), (b"s", 1.0, TypeError)])
+def test_frame_one_refuses_what_frame_response_refuses(sender, conn_id, error):
+    with pytest.raises(error):
+        frame_one(sender, conn_id, b"x")
+
+
 def test_frame_response_no_ids():
     assert frame_response(b"s", [], b"body") == []
     assert frame_close(b"s", []) == []
@@ -456,6 +471,8 @@ id_lists = id_counts.flatmap(lambda n: st.lists(conn_ids, min_size=n, max_size=n
 @FAST
 @given(senders, id_lists, st.binary(max_size=80))
 def test_response_roundtrip(sender, ids, body):
+    if len(ids) == 1:
+        assert [frame_one(sender, b"%d" % ids[0], body)] == frame_response(sender, ids, body)
     event(f"{-(-len(ids) // MAX_IDS_PER_MESSAGE)} frames")
     frames = frame_response(sender, ids, body)
     assert len(frames) == -(-len(ids) // MAX_IDS_PER_MESSAGE)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from m2stack.app import App, Endpoint, Request, StreamingResponse
+from m2stack.app import App, Endpoint, Request, StreamingResponse, application
 from m2stack.app.application import http_date
 from m2stack.app.forwarded import TrustedProxies
 
@@ -57,6 +57,27 @@ def test_every_response_carries_one_date():
         assert len(headers["Date"]) == 1 and IMF_FIXDATE.match(headers["Date"][0]), (path, headers)
 
 
+def test_date_is_formatted_once_a_second_and_follows_the_clock(monkeypatch):
+    app = make_app()
+    now = [1_796_401_890.0]
+    app.clock = lambda: now[0]
+    formatted = []
+    monkeypatch.setattr(application, "http_date", lambda second: formatted.append(second) or http_date(second))
+
+    def date() -> str:
+        return call(app)[1]["Date"][0]
+
+    assert date() == "Fri, 04 Dec 2026 16:31:30 GMT"
+    now[0] = 1_796_401_890.999
+    assert date() == "Fri, 04 Dec 2026 16:31:30 GMT"
+    assert formatted == [1_796_401_890], "within one second: formatted once"
+    now[0] = 1_796_401_891.0  # the next second, to the instant
+    assert date() == "Fri, 04 Dec 2026 16:31:31 GMT"
+    now[0] = 1_796_401_889.5  # the clock stepped back: the cached second is not this one
+    assert date() == "Fri, 04 Dec 2026 16:31:29 GMT"
+    assert formatted == [1_796_401_890, 1_796_401_891, 1_796_401_889]
+
+
 def test_date_off_for_a_wsgi_server_that_writes_its_own():
     app = make_app()
     app.date_header = False
@@ -92,6 +113,15 @@ def test_a_trusted_proxy_names_the_client_and_the_scheme():
     assert who(app, headers=headers, peer="198.51.100.9") == {
         "client": "198.51.100.9", "peer": "198.51.100.9", "scheme": "http"}
     assert "Strict-Transport-Security" not in call(app, headers=headers, peer="198.51.100.9")[1]
+
+
+def test_trusted_proxies_replaced_after_start_take_effect():
+    app = make_app()
+    headers = {"x-forwarded-for": "203.0.113.7"}
+    app.trusted_proxies = TrustedProxies.parse("10.0.0.0/24")
+    assert who(app, headers=headers)["client"] == "203.0.113.7"
+    app.trusted_proxies = TrustedProxies()  # none again: the peer is the client
+    assert who(app, headers=headers)["client"] == "10.0.0.5"
 
 
 @pytest.mark.parametrize("spec", ["", "*"])

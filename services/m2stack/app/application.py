@@ -13,6 +13,7 @@ peers may say who the client was (`trusted_proxies`, app/forwarded.py).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -45,9 +46,24 @@ class App:
         self.state = SimpleNamespace()
         self.hsts_max_age = 63_072_000  # two years, as browsers' preload lists expect; 0: none
         self.date_header = True       # RFC 9110 6.6.1: an origin server with a clock sends Date
+        self.clock: Callable[[], float] = time.time  # what Date says
+        # The Date value and the second it names: formatted once a second, not per response
+        # (as nginx and uvicorn keep theirs); [_date_from, _date_until) is that second.
+        self._date_text = ""
+        self._date_from = self._date_until = 0.0
         self.handler_id_header = True  # X-Handler-Id: which process answered
         self.trusted_proxies = TrustedProxies()  # none: the connection's peer is the client
         self._error_answers: dict[type[Exception], Callable[[Any], HTTPError]] = {}
+
+    @property
+    def trusted_proxies(self) -> TrustedProxies:
+        """Which peers may say who the client was (app/forwarded.py)."""
+        return self._trusted_proxies
+
+    @trusted_proxies.setter
+    def trusted_proxies(self, trusted: TrustedProxies) -> None:
+        self._trusted_proxies = trusted
+        self._behind_proxies = bool(trusted)  # a plain bool: `handle` asks it on every request
 
     def answer_error(self, error: type[Exception], answer: Callable[[Any], HTTPError]) -> None:
         """Answer an `error` an endpoint lets through (one the app does not know, e.g. a
@@ -67,9 +83,9 @@ class App:
         The front door bounds the time: it raises `DeadlineExceeded` into this greenlet
         when the request runs out of it, and that becomes a 504 here."""
         started = time.perf_counter()
-        if self.trusted_proxies:
+        if self._behind_proxies:
             request.remote_addr, request.scheme = client_of(
-                request.peer_addr, request.scheme, request.headers, self.trusted_proxies)
+                request.peer_addr, request.scheme, request.headers, self._trusted_proxies)
         found = None if request.error else self.resolve(request.path)
         metrics.request_started()
         try:
@@ -111,7 +127,10 @@ class App:
         elif request.method == "HEAD":
             cast(StreamingResponse, response).discard()
         if self.date_header:
-            headers.append(("Date", http_date()))
+            now = self.clock()
+            if not self._date_from <= now < self._date_until:  # a new second (or the clock went back)
+                self._next_date(now)
+            headers.append(("Date", self._date_text))
         headers.append(("X-Request-Id", request.request_id))
         if self.handler_id_header:
             headers.append(("X-Handler-Id", self.handler_id))
@@ -123,6 +142,11 @@ class App:
         if request.method == "HEAD":
             response.body = b""
         return response
+
+    def _next_date(self, now: float) -> None:
+        second = math.floor(now)
+        self._date_text = http_date(second)
+        self._date_from, self._date_until = second, second + 1
 
     def _dispatch(self, request: Request, found: tuple[Route, dict[str, Any]] | None) -> Response:
         if request.error is not None:

@@ -30,7 +30,8 @@ def render_http_response(
     # exactly one CR and one LF per line it should have, no NUL, and known-good names.
     lines = len(headers) + 2
     if (head.count("\n") != lines or head.count("\r") != lines or "\0" in head
-            or not all(name in _TOKENS or _remember_token(name) for name, _ in headers)):
+            or not (_TOKENS.issuperset([name for name, _ in headers])  # a list: cheaper than a generator
+                    or all(name in _TOKENS or _remember_token(name) for name, _ in headers))):
         _explain(status, reason, headers, version)
     try:
         return head.encode("latin-1") + body

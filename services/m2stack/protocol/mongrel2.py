@@ -35,6 +35,7 @@ __all__ = [
     "ProtocolError",
     "encode_request",
     "frame_close",
+    "frame_one",
     "frame_response",
     "parse_request",
     "parse_response",
@@ -302,6 +303,14 @@ def frame_response(
         targets = b" ".join(ids[i : i + MAX_IDS_PER_MESSAGE])
         out.append(b"%b %d:%b, %b" % (sender, len(targets), targets, body))
     return out
+
+
+def frame_one(sender: bytes, conn_id: bytes, body: bytes) -> bytes:
+    """``body`` to one connection: ``frame_response(sender, [conn_id], body)[0]`` in one
+    call (a reply's usual case, on every request's path); the same errors."""
+    if type(sender) is bytes and type(conn_id) is bytes and sender and b" " not in sender and conn_id.isdigit():
+        return b"%b %d:%b, %b" % (sender, len(conn_id), conn_id, body)
+    return frame_response(sender, (conn_id,), body)[0]  # raises what is wrong
 
 
 def frame_close(sender: bytes, conn_ids: Iterable[bytes | int | str]) -> list[bytes]:

@@ -2,7 +2,7 @@
 dispatcher's): a message in, the app's `Request` out; a `Response` in, the bytes to send
 and whether to close the connection after them.
 
-The Connection policy is written once here (`connection_header`), as are the framing of
+The Connection policy is written once here (`render`), as are the framing of
 a streamed body (`StreamBody`) and the WebSocket handshake's answer; driver.py and the
 feature parts (streaming.py, websocket.py, uploads.py) do the I/O around them.
 """
@@ -71,7 +71,7 @@ def build_request(message: protocol.Mongrel2Request) -> Request:
         remote_addr=str(meta.get("REMOTE_ADDR", "")),
         scheme="https" if meta.get("URL_SCHEME") == "https" else "http",  # set by mongrel2 itself
     )
-    if conflicting_lengths(meta) and request.error is None:
+    if "content-length" in meta and conflicting_lengths(meta) and request.error is None:
         request.error = HTTPError(400, "conflicting Content-Length values",
                                   details={"content_length": meta["content-length"]})
     return request
@@ -101,24 +101,20 @@ def request_for(message: protocol.Mongrel2Request, take_upload: TakeUpload) -> t
             return None
         message = taken
     request = build_request(message)
-    return request, request.wants_close or conflicting_lengths(message.headers)
+    meta = message.headers
+    return request, request.wants_close or ("content-length" in meta and conflicting_lengths(meta))
 
 
 # -- a response to bytes ---------------------------------------------------------------
 
-def connection_header(headers: list[tuple[str, str]], *, close: bool, version: str) -> None:
-    """The one Connection policy: say close when closing; say keep-alive to an HTTP/1.0
-    client that keeps the connection (1.1 keeps it by default)."""
-    if close:
-        headers.append(("Connection", "close"))
-    elif version == "HTTP/1.0":
-        headers.append(("Connection", "keep-alive"))
-
-
 def render(response: Response, *, close: bool, version: str) -> bytes:
-    """A whole response's bytes, its Connection header set. Always an HTTP/1.1 status
-    line: valid for 1.0 clients too (RFC 9110 section 2.5)."""
-    connection_header(response.headers, close=close, version=version)
+    """A response's bytes, with the one Connection policy: say close when closing; say
+    keep-alive to an HTTP/1.0 client that keeps the connection (1.1 keeps it by default).
+    Always an HTTP/1.1 status line: valid for 1.0 clients too (RFC 9110 section 2.5)."""
+    if close:
+        response.headers.append(("Connection", "close"))
+    elif version == "HTTP/1.0":
+        response.headers.append(("Connection", "keep-alive"))
     return http.render_http_response(response.status, response.reason, response.headers, response.body)
 
 
@@ -165,9 +161,10 @@ class StreamBody:
             headers.append(("Transfer-Encoding", "chunked"))
         else:
             close = True  # the end of the body is the end of the connection
-        connection_header(headers, close=close, version=version)
         self.close = close
-        self.head = http.render_http_response(response.status, response.reason, headers, b"")
+        head = Response(b"", response.status, None)
+        head.headers = headers
+        self.head = render(head, close=close, version=version)
         self.left = length  # bytes the declared length still allows
         self.ended = ""     # why the body stopped early ("": it did not)
 
@@ -214,6 +211,4 @@ def refuse_handshake(app: App, request: Request, found: bool) -> bytes | None:
                                  headers=[("Sec-WebSocket-Version", "13")])
     else:
         return None
-    connection_header(problem.headers, close=True, version=request.version)
-    problem = app.finish(request, problem)
-    return http.render_http_response(problem.status, problem.reason, problem.headers, problem.body)
+    return render(app.finish(request, problem), close=True, version=request.version)

@@ -37,7 +37,9 @@ log = logging.getLogger("m2stack.doors.mongrel2")
 
 class Intake(Protocol):
     """Where requests come from: pull.py or dispatched.py. Each hands every message to
-    `Mongrel2Door.handle` and is asked, per request, whether its reply may go out."""
+    `Mongrel2Door.handle` and is asked, per request with a ticket (the dispatcher's),
+    whether its reply may go out; a request pulled here has none, and nobody else can
+    answer it."""
 
     def start(self) -> None: ...
 
@@ -109,7 +111,7 @@ class Mongrel2Door:
             status, close = streamed
         else:
             status, wire = core.reply_bytes(self.app, request, response, close=close)
-            if not self.intake.may_reply(ticket):
+            if ticket is not None and not self.intake.may_reply(ticket):  # no ticket: pulled here
                 return WITHHELD
             self.fronts.reply(front, message.sender, message.conn_id, wire, close)
         self.served += 1

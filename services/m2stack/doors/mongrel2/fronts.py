@@ -148,17 +148,15 @@ class Fronts:
     def send(self, front: Front, sender: bytes, conn_id: bytes, data: bytes, close: bool) -> None:
         """`data` to one connection (if any), then its close if `close`: the one way a
         reply goes to mongrel2. Raises the hub's ZMQError if the front's socket is gone."""
-        send, responses = self.hub.send, front.responses
         if data:
-            for frame in protocol.frame_response(sender, (conn_id,), data):
-                send(responses, frame)
+            self.hub.send(front.responses, protocol.frame_one(sender, conn_id, data))
         if close:
-            for frame in protocol.frame_close(sender, (conn_id,)):
-                send(responses, frame)
+            self.hub.send(front.responses, protocol.frame_one(sender, conn_id, b""))
 
     def reply(self, front: Front, sender: bytes, conn_id: bytes, wire: bytes, close: bool) -> None:
         """A whole reply: `send`, once the front's mongrel2 has subscribed to `sender`."""
-        if not self.subscribed_to(front, sender) and not self.wait_subscribed(front, sender):
+        idents = front.idents  # `subscribed_to`, written out: this runs on every request
+        if sender not in idents and b"" not in idents and not self.wait_subscribed(front, sender):
             log.warning("reply dropped: its mongrel2 is not subscribed", extra={"front": front.name})
             return
         self.send(front, sender, conn_id, wire, close)
