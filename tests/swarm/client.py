@@ -8,8 +8,9 @@ that token, else it was delivered to the wrong client. Prints one JSON document.
 
     burst NAME PORT N        N requests in flight at once, spread over the addresses NAME
                              resolves to (connections opened first, then every request sent)
-    load NAME PORT C         C workers per front, until a line arrives on stdin; NAME is
-                             resolved again every 0.5 s: workers follow fronts that come and go.
+    load NAME PORT C [MS]    C workers per front (each request answered after MS ms), until a
+                             line arrives on stdin; NAME is resolved again every 0.5 s:
+                             workers follow fronts that come and go.
                              Every 0.5 s a progress line (`{"progress": ...}`) so the test can
                              wait on what the load sees; the report is the last line.
 """
@@ -82,9 +83,10 @@ class Results:
                     started=self.started, ended=time.time(), fronts=self.fronts, failures=self.failures)
 
 
-def request_bytes(token):
+def request_bytes(token, ms=0):
     body = json.dumps({"token": token}).encode()
-    return (b"POST /echo HTTP/1.1\r\nHost: front\r\nContent-Type: application/json\r\n"
+    path = f"/echo?ms={ms}".encode() if ms else b"/echo"
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: front\r\nContent-Type: application/json\r\n"
             b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
@@ -116,14 +118,14 @@ def check(results, address, token, status, headers, body, began):
     results.ok(address, headers.get("x-handler-id", "?"), time.monotonic() - began)
 
 
-async def one(results, address, port, token=None):
+async def one(results, address, port, token=None, ms=0):
     token = token or uuid.uuid4().hex
     began = time.monotonic()
     results.in_flight[token] = time.time()
     writer = None
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 5)
-        writer.write(request_bytes(token))
+        writer.write(request_bytes(token, ms))
         status, headers, body = await asyncio.wait_for(read_response(reader), TIMEOUT)
         check(results, address, token, status, headers, body, began)
     except TimeoutError:
@@ -175,7 +177,7 @@ async def burst(name, port, n):
     return results.report(addresses=addresses, in_flight=n, seconds=round(time.monotonic() - began, 3))
 
 
-async def load(name, port, concurrency):
+async def load(name, port, concurrency, ms=0):
     results = Results()
     stop = asyncio.Event()
     workers = {}  # address -> its workers, while DNS lists it
@@ -184,7 +186,7 @@ async def load(name, port, concurrency):
 
     async def worker(address):
         while not stop.is_set() and address in workers:
-            await one(results, address, port)
+            await one(results, address, port, ms=ms)
 
     async def follow():
         while not stop.is_set():
@@ -208,7 +210,7 @@ async def load(name, port, concurrency):
     stop.set()
     await follower
     await asyncio.gather(*every, return_exceptions=True)
-    return results.report(seen=seen, concurrency=concurrency)
+    return results.report(seen=seen, concurrency=concurrency, ms=ms)
 
 
 def main(argv):
@@ -216,7 +218,7 @@ def main(argv):
     if mode == "burst":
         report = asyncio.run(burst(name, port, count))
     else:
-        report = asyncio.run(load(name, port, count))
+        report = asyncio.run(load(name, port, count, int(argv[5]) if len(argv) > 5 else 0))
     print(json.dumps(report))
 
 

@@ -266,8 +266,9 @@ class Swarm:
         out = run(*self.client_command("burst", "tasks.mongrel2", str(HTTP_PORT), str(n)), timeout=120).stdout
         return json.loads(out)
 
-    def load(self, concurrency: int) -> Load:
-        return Load(self.client_command("load", "tasks.mongrel2", str(HTTP_PORT), str(concurrency)))
+    def load(self, concurrency: int, ms: int = 0) -> Load:
+        """`concurrency` workers per front; `ms`: each request answered after that long."""
+        return Load(self.client_command("load", "tasks.mongrel2", str(HTTP_PORT), str(concurrency), str(ms)))
 
     def remove_clients(self) -> None:
         ids = docker("ps", "-aq", "--filter", f"label=m2stack.test-client={self.name}").split()

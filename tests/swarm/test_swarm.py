@@ -123,14 +123,19 @@ def handlers_seen(progress) -> set[str]:
     return {h for front in progress["fronts"].values() for h in front["handlers"]}
 
 
-# 12 workers per front: 24 requests in flight, so the 4 stopped handlers hold about 16 at
-# the scale-down. The bound (one in transit per stopped handler per front, 8) is below what
-# handlers that dropped what they held would lose.
+# 12 workers per front, each request answered after SLOW_MS: 24 requests in flight, nearly
+# all held by handlers (in transit for well under 1 of their 100 ms), so the 4 stopped
+# handlers hold about 16 at the scale-down, which a drain that dropped them would lose. What
+# a stopped handler of the bare shape does lose is what was in transit to it when it
+# disconnected (README, production table): with fast requests at full rate that reached 7 of
+# 37,420 here, too close to the bound (one per stopped handler per front, 8) to tell a
+# broken drain from a busy machine; at 100 ms the expected loss is 0 and a broken drain's 16.
 SCALE_WORKERS = 12
+SLOW_MS = 100
 
 
 def test_scale_handlers_3_6_2_under_load(swarm):
-    load = swarm.load(SCALE_WORKERS)
+    load = swarm.load(SCALE_WORKERS, SLOW_MS)
     try:
         load.flowing()
         docker("service", "scale", "--detach", f"{swarm.service('handler')}=6")
@@ -143,7 +148,8 @@ def test_scale_handlers_3_6_2_under_load(swarm):
     finally:
         load.kill()
     served = {h for s in report["fronts"].values() for h in s["handlers"]}
-    log(f"scale handlers 3->6 ({up:.1f}s) ->2 ({down:.1f}s) under load, {SCALE_WORKERS} workers per front: "
+    log(f"scale handlers 3->6 ({up:.1f}s) ->2 ({down:.1f}s) under load, {SCALE_WORKERS} workers per front "
+        f"of {SLOW_MS} ms requests: "
         f"{summary(report)}; {len(served)} handlers served; failures: {[f['kind'] for f in report['failures']]}")
     assert report["mismatched"] == 0
     assert report["failed"] <= 4 * FRONTS, report["failures"]   # 4 handlers stopped
@@ -236,7 +242,7 @@ def test_scale_fronts_2_3_2_under_load(swarm):
 
 def test_rolling_update_of_the_handlers_under_load(swarm):
     before = {c["id"] for c in swarm.containers("handler")}
-    load = swarm.load(4)
+    load = swarm.load(4, SLOW_MS)  # the replaced handlers' requests held, not in transit (above)
     try:
         load.flowing()
         began, began_at = time.monotonic(), time.time()

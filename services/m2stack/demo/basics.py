@@ -55,10 +55,15 @@ class Error(Endpoint):
 
 @routes.route("/echo")
 class Echo(Endpoint):
-    """Echoes a JSON body back: exercises body handling, 400 and 415 through every door."""
+    """Echoes a JSON body back: exercises body handling, 400 and 415 through every door.
+    `?ms=N` waits N ms first: a slow request whose answer still names its sender."""
 
     def post(self) -> Response:
-        return self.json({"received": self.request.json()})
+        received = self.request.json()
+        ms = self.request.int_argument("ms", 0, minimum=0, maximum=MAX_SLEEP_MS)
+        if ms:
+            time.sleep(ms / 1000)
+        return self.json({"received": received})
 
 
 @routes.route("/redirect")
