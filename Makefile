@@ -136,8 +136,10 @@ lint: test-image ## ruff, mypy and the import contracts between the layers (in t
 test-unit: test-image ## protocol and app unit tests (in the test image)
 	docker run --rm -e CI $(TEST_IMAGE) -q tests/unit
 
+# Two processes (pytest-xdist), a test file each at a time: the suite mostly waits (for
+# timeouts, sleeps, processes starting) and keeps 2 cores a quarter busy on its own.
 test-integration: test-image ## real mongrel2 + real handler processes on loopback, both hubs
-	docker run --rm -e CI $(TEST_IMAGE) -q tests/integration
+	docker run --rm -e CI $(TEST_IMAGE) -q -n 2 --dist loadfile tests/integration
 
 .venv/ok: services/requirements/e2e.txt
 	@$(if $(call python_at_least,3.10),:,echo "make: the end-to-end tests need Python 3.10 or newer; $(PYTHON) is \
