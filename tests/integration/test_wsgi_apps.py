@@ -132,9 +132,12 @@ def test_gunicorns_master_merges_the_metrics_of_both_workers(gunicorn):
     # accept some. One at a time, the worker that answered last tends to win every accept
     # on a busy machine (300 in a row seen), which says nothing about the metrics.
     while len(served_by) < 2 and sent < 400:
-        answers: list[tuple[int, list[str]]] = []
-        clients = [threading.Thread(target=lambda: answers.append(
-            request(gunicorn.url, "/json", headers={"Connection": "close"})[:2])) for _ in range(8)]
+        answers: list[tuple] = []
+
+        def ask(into: list[tuple] = answers) -> None:
+            into.append(request(gunicorn.url, "/json", headers={"Connection": "close"})[:2])
+
+        clients = [threading.Thread(target=ask) for _ in range(8)]
         for client in clients:
             client.start()
         for client in clients:
