@@ -122,12 +122,12 @@ ps: compose-v2 ## list the containers
 E2E_UNTIMED := tests/e2e/test_compare.py tests/e2e/test_example_service.py tests/e2e/test_example_flask.py \
   tests/e2e/test_tls.py
 SWARM_PYTEST = COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/swarm
-test: base-image ca-certs compose-v2 .venv/ok ## every test: lint, unit, integration, end-to-end (the notes example's included), Swarm
+test: base-image ca-certs compose-v2 ## every test: lint, unit, integration, end-to-end (the notes example's included), Swarm
 	@mkdir -p build; set +e; \
-	 $(MAKE) --no-print-directory images registry-image > build/images.log 2>&1 & built=$$!; \
+	 $(MAKE) --no-print-directory images registry-image .venv/ok > build/images.log 2>&1 & built=$$!; \
 	 $(MAKE) --no-print-directory lint test-unit test-integration; checked=$$?; \
 	 wait $$built; images=$$?; \
-	 [ $$images -eq 0 ] || { tail -n 60 build/images.log; echo "make test: building the images failed" >&2; exit $$images; }; \
+	 [ $$images -eq 0 ] || { tail -n 60 build/images.log; echo "make test: building the images or the end-to-end venv failed" >&2; exit $$images; }; \
 	 [ $$checked -eq 0 ] || exit $$checked; \
 	 echo "make test: images built (build/images.log)"
 	@COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q tests/e2e $(addprefix --ignore=,$(E2E_UNTIMED))
@@ -163,6 +163,7 @@ images: base-image ca-certs compose-v2 ## build every image the tests and varian
 	@set -eo pipefail; $(VARIANTS_PY) images | while read -r args; do \
 	  echo "$(COMPOSE) $$args"; $(COMPOSE) $$args </dev/null; done
 	$(COMPOSE) -f docker-compose.yml -f compose/loadtest.yml build locust-master
+	$(COMPOSE) -f docker-compose.yml -f compose/monitoring.yml build prometheus
 
 test-e2e: images .venv/ok ## docker compose stacks driven by real HTTP clients (the notes example's own tests included)
 	COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q tests/e2e
