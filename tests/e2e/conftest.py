@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 os.environ.setdefault("HEALTHCHECK_INTERVAL", "1s")
 # Per test, the module's stack coming up included (its first test pays for that).
 E2E_TIMEOUT = 600
+LOG_LINES = 60
 
 
 def pytest_collection_modifyitems(items):
@@ -43,6 +44,18 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.docker)
             if item.get_closest_marker("timeout") is None:
                 item.add_marker(pytest.mark.timeout(E2E_TIMEOUT))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test on a stack reports the tail of that stack's app logs: in CI the
+    containers are gone before anyone can read them, and a 500's cause is only there."""
+    report = yield
+    if report.failed and call.when in ("setup", "call"):
+        for stack in {id(s): s for s in getattr(item, "funcargs", {}).values() if isinstance(s, Stack)}.values():
+            tail = "\n".join(stack.logs(stack.app_service).splitlines()[-LOG_LINES:])
+            report.sections.append((f"{stack.project}: the last {LOG_LINES} lines of {stack.app_service}", tail))
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,9 @@ DEMO = [name for name, v in VARIANTS.items()
 MONGREL2 = [name for name in DEMO if VARIANTS[name].front_door == "mongrel2"]
 WSGI = [name for name in DEMO if VARIANTS[name].front_door == "wsgi"]
 METRICS_PORT = 9100  # every app container, internal network only
+# Compose project names start with this: two checkouts running the suite at once on one
+# engine set different ones, or their stacks would be each other's.
+PROJECT_PREFIX = os.environ.get("E2E_PROJECT_PREFIX", "m2e2e")
 
 # The session's shared demo stacks (conftest.py `demo_stack`): enough processes for the
 # kill and scale tests, mongrel2's reaper and the app's deadline short enough to wait for.
@@ -62,7 +65,7 @@ class Stack:
         self.hub = variant.hub
         self.front_door = variant.front_door
         self.app_service = variant.app_service
-        self.project = f"m2e2e-{purpose}-{variant.name}"
+        self.project = f"{PROJECT_PREFIX}-{purpose}-{variant.name}"
         self.files = [*variant.files, *extra_files]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
