@@ -119,6 +119,8 @@ ps: compose-v2 ## list the containers
 # or a ratio, alone; then the Swarm suite beside the end-to-end modules that assert no time
 # (E2E_UNTIMED: each waits for containers far more than it computes). The build's log goes
 # to build/images.log and is shown if it fails; the Swarm suite's to build/swarm.log.
+# A swarm leave breaks name resolution in every container then up (docs/swarm.md), so the
+# Swarm suite's leaves wait on SWARM_LEAVE_LOCK until no e2e stack is up.
 E2E_UNTIMED := tests/e2e/test_compare.py tests/e2e/test_example_service.py tests/e2e/test_example_flask.py \
   tests/e2e/test_tls.py
 SWARM_PYTEST = COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/swarm
@@ -131,7 +133,7 @@ test: base-image ca-certs compose-v2 ## every test: lint, unit, integration, end
 	 [ $$checked -eq 0 ] || exit $$checked; \
 	 echo "make test: images built (build/images.log)"
 	@COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q tests/e2e $(addprefix --ignore=,$(E2E_UNTIMED))
-	@set +e; mkdir -p build; \
+	@set +e; mkdir -p build; export SWARM_LEAVE_LOCK=$(CURDIR)/build/swarm-leave.lock; \
 	 $(SWARM_PYTEST) > build/swarm.log 2>&1 & swarm=$$!; \
 	 COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q -p no:cacheprovider $(E2E_UNTIMED); untimed=$$?; \
 	 wait $$swarm; swarmed=$$?; echo "make test: the Swarm suite (build/swarm.log):"; cat build/swarm.log; \

@@ -214,9 +214,17 @@ down() {
         if [ -n "$(docker service ls -q)" ] || [ "$(docker node ls -q | wc -l)" -gt 1 ]; then
             say "swarm-up created this swarm, but it now runs other services or nodes: staying in it"
         else
-            docker swarm leave --force >/dev/null
+            # Leaving breaks the name resolution of every container on a bridge network
+            # that exists now (Docker 20.10; docs/swarm.md): `make test` sets
+            # SWARM_LEAVE_LOCK so that this waits until no e2e stack is up.
+            if [ -n "${SWARM_LEAVE_LOCK:-}" ]; then
+                flock -x "$SWARM_LEAVE_LOCK" docker swarm leave --force >/dev/null
+            else
+                docker swarm leave --force >/dev/null
+            fi
             [ "$gw" = true ] || docker network rm docker_gwbridge >/dev/null 2>&1 || true
             say "left the single-node swarm swarm-up had created"
+            say "containers started before this on bridge networks (make up's) no longer resolve names: recreate them, e.g. make down && make up (docs/swarm.md)"
         fi
     fi
     rm -rf "$state_dir"

@@ -21,6 +21,7 @@ import inspect
 import traceback
 from typing import Any
 
+from m2stack import db
 from m2stack.app import App
 from m2stack.app.forwarded import TrustedProxies
 from m2stack.app.hosted_wsgi import HostedWSGIApp
@@ -104,6 +105,9 @@ def build_app(target: Any, startup: Startup, spec: str) -> App:
     app.state = startup.state
     app.hub_name = startup.hub.NAME
     app.front_door = startup.front_door
+    # The pool is m2stack's, so is its failure's answer: 503, not a 500, unless the app said.
+    if app.answer_for(db.DatabaseUnavailable) is None:
+        app.answer_error(db.DatabaseUnavailable, db.answer_unavailable)
     return app
 
 

@@ -10,7 +10,8 @@ libpq resolves host names with a blocking getaddrinfo(); the hub resolves the na
 (`hub.resolve`: the OS resolver, off the hub's thread) and libpq gets the address (`hostaddr`).
 
 Failure policy: this module raises its own errors, and the app decides how to answer
-them (the demo: 503 JSON with Retry-After, demo/world.py):
+them; every app m2stack builds answers them with `answer_unavailable` (503 JSON with
+Retry-After) unless it registered an answer of its own (`App.answer_error`):
   - no free connection within DB_POOL_TIMEOUT seconds: `PoolExhausted`;
   - cannot connect, or the connection broke: `DatabaseUnavailable`; the broken
     connection and every idle one (they share its fate: a restarted server) are
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from m2stack.app import HTTPError
 from m2stack.hubs import AppHub
 from m2stack.settings import DatabaseSettings
 
@@ -51,6 +53,11 @@ class PoolExhausted(DatabaseUnavailable):
     """Every connection of the pool stayed busy for DB_POOL_TIMEOUT seconds."""
 
     message = "database pool exhausted"
+
+
+def answer_unavailable(exc: DatabaseUnavailable) -> HTTPError:
+    """503 JSON with Retry-After: a busy pool or a restarting server may serve in a second."""
+    return HTTPError(503, exc.message, details=exc.details, headers=[("Retry-After", "1")])
 
 
 def unavailable(reason: str) -> DatabaseUnavailable:

@@ -22,11 +22,12 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from comparison.variants import VARIANTS
-from stack import DEMO_STACK, Stack
+from stack import DEMO_STACK, Stack, hold_off_swarm_leave
 from support import missing, require
 
 HERE = Path(__file__).resolve().parent
@@ -70,6 +71,7 @@ class Stacks:
 
     def __init__(self):
         self.live: list[Stack] = []
+        self.leave_locks: dict[str, IO[str] | None] = {}
 
     def up(self, variant: str, purpose: str, *, processes: int | dict[str, int] = 1,
            env: dict[str, str] | None = None, extra_files: tuple[str, ...] = ()) -> Stack:
@@ -79,12 +81,18 @@ class Stacks:
             processes = processes[chosen.front_door]
         stack = Stack(chosen, purpose, env=env, extra_files=extra_files)
         self.live.append(stack)
+        self.leave_locks[stack.project] = hold_off_swarm_leave()
         stack.up(processes)
         return stack
 
     def down(self, stack: Stack) -> None:
         self.live.remove(stack)
-        stack.down()
+        try:
+            stack.down()
+        finally:
+            lock = self.leave_locks.pop(stack.project, None)
+            if lock is not None:
+                lock.close()
         # `down --volumes` must leave no container, network or volume behind.
         assert stack.container_ids(all_states=True) == [], f"{stack.project}: containers left"
         assert stack.resources("network") == [], f"{stack.project}: networks left"

@@ -7,6 +7,7 @@ files make a variant comes from the one table, loadtest/comparison/variants.py.
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
 import os
@@ -21,6 +22,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import requests
 
@@ -55,6 +57,21 @@ SHARED = {"argnames": "demo_stack", "indirect": True, "scope": "session"}
 
 SCRAPE = ("import urllib.request; print(urllib.request.build_opener(urllib.request.ProxyHandler({}))"
           f".open('http://127.0.0.1:{METRICS_PORT}/metrics', timeout=5).read().decode())")
+
+
+def hold_off_swarm_leave() -> IO[str] | None:
+    """SWARM_LEAVE_LOCK held shared until the returned file is closed (None: not set).
+
+    `docker swarm leave` breaks the name resolution of every container on a bridge network
+    that exists at that moment (Docker 20.10: `db` no longer resolves, for good), and
+    `make test` runs the Swarm suite, which leaves the swarms it made, beside e2e stacks:
+    its leaves take this lock exclusively, so they happen between stacks."""
+    path = os.environ.get("SWARM_LEAVE_LOCK")
+    if not path:
+        return None
+    lock = open(path, "a")  # noqa: SIM115 - held for the stack's life, closed by Stacks.down
+    fcntl.flock(lock, fcntl.LOCK_SH)
+    return lock
 
 
 class Stack:

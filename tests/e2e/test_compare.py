@@ -18,7 +18,7 @@ import sys
 import pytest
 
 from comparison.variants import VARIANTS as TABLE
-from stack import COMPOSE, ROOT
+from stack import COMPOSE, ROOT, hold_off_swarm_leave
 
 # One of each kind the harness must handle: a Mongrel2 hub, the dispatcher's extra
 # service, a WSGI variant (one container of N workers) and a peer with its own app. The
@@ -39,8 +39,13 @@ def report(tmp_path_factory, docker_available):
                DURATION="3", WARMUP="1", USERS="10", SPAWN_RATE="10", HANDLERS=str(HANDLERS),
                LOCUST_WORKERS="1", REPORT_DIR=str(out), COMPARE_PROJECT_PREFIX=PREFIX,
                COMPOSE=" ".join(COMPOSE))
-    result = subprocess.run([sys.executable, str(ROOT / "loadtest" / "compare.py")], env=env,
-                            capture_output=True, text=True, timeout=1200)
+    lock = hold_off_swarm_leave()  # its stacks are its own, not the fixture's
+    try:
+        result = subprocess.run([sys.executable, str(ROOT / "loadtest" / "compare.py")], env=env,
+                                capture_output=True, text=True, timeout=1200)
+    finally:
+        if lock is not None:
+            lock.close()
     print(result.stdout[-6000:], result.stderr[-3000:])
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return out

@@ -80,6 +80,21 @@ def swarm_state() -> str:
     return docker("info", "--format", "{{.Swarm.LocalNodeState}}")
 
 
+def leave_swarm() -> None:
+    """`docker swarm leave --force`, holding SWARM_LEAVE_LOCK exclusively when it is set:
+    a leave breaks the name resolution of every container on a bridge network that exists
+    at that moment (Docker 20.10), so `make test` makes it wait until no e2e stack is up
+    (tests/e2e/conftest.py holds that lock shared for each stack's life)."""
+    path = os.environ.get("SWARM_LEAVE_LOCK")
+    if not path:
+        docker("swarm", "leave", "--force", check=False)
+        return
+    import fcntl
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        docker("swarm", "leave", "--force", check=False)
+
+
 def has_network(name: str) -> bool:
     return bool(docker("network", "ls", "-q", "--filter", f"name=^{name}$"))
 

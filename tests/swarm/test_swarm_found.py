@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from swarmlib import Swarm, docker, has_network, log, swarm_state
+from swarmlib import Swarm, docker, has_network, leave_swarm, log, swarm_state
 
 STACK_ENV = {"M2_IDLE_TIMEOUT": "8", "HANDLER_REQUEST_TIMEOUT": "5"}
 
@@ -35,7 +35,7 @@ def test_a_swarm_found_is_left_as_found(engine_before):
         assert stack.name + "_db_password" not in docker("secret", "ls", "--format", "{{.Name}}").split()
         log(f"on a swarm found: swarm-up {up:.1f}s (no init, no label), swarm-down left the swarm and its labels")
     finally:
-        docker("swarm", "leave", "--force", check=False)
+        leave_swarm()
         time.sleep(1)
         label = f"label=com.docker.stack.namespace={stack.name}"
         for volume in docker("volume", "ls", "-q", "--filter", label).split():

@@ -1,6 +1,6 @@
-"""db.py raises its own errors; the demo app answers them as 503 JSON with Retry-After,
-the same answers as when db.py raised the app's HTTPError itself. A real psycopg2 and a
-port nothing listens on stand in for a database that is down."""
+"""db.py raises its own errors; every app m2stack builds (apps.build_app: the demo, a
+team's own factory) answers them as 503 JSON with Retry-After unless it registered its own
+answer. A real psycopg2 and a port nothing listens on stand in for a database that is down."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from m2stack import db
 from m2stack.app import App, Endpoint, HTTPError, Request, Router
+from m2stack.apps import build_app
 from m2stack.demo import create_app
 from m2stack.hubs import blocking_hub
 from m2stack.settings import DatabaseSettings
@@ -27,7 +28,7 @@ def get(app, target):
 
 @pytest.fixture
 def app():
-    app = create_app(Startup(hub=HUB, front_door="none"))
+    app = build_app(create_app, Startup(hub=HUB, front_door="none"), "m2stack.demo:create_app")
     app.state.db = db.Pool(NOWHERE, HUB)
     return app
 
@@ -67,3 +68,36 @@ def test_an_error_no_answer_is_registered_for_stays_a_500():
     bare.answer_error(db.DatabaseUnavailable, lambda exc: HTTPError(418, exc.message))
     response, body, _ = get(bare, "/down")
     assert response.status == 418 and body["error"]["message"] == "database pool exhausted"  # a subclass matches
+
+
+def down_routes() -> Router:
+    routes = Router()
+
+    @routes.route("/down")
+    class Down(Endpoint):
+        def get(self):
+            with db.Pool(NOWHERE, HUB).cursor():
+                pass
+
+    return routes
+
+
+def test_a_teams_own_factory_gets_503_too_without_saying_anything():
+    def create_app(startup):  # what a service of its own writes (examples/notes)
+        return App(down_routes())
+
+    app = build_app(create_app, Startup(hub=HUB, front_door="none"), "mine:create_app")
+    response, body, headers = get(app, "/down")
+    assert response.status == 503 and headers["Retry-After"] == "1"
+    assert body["error"]["message"] == "database unavailable"
+
+
+def test_an_apps_own_answer_is_kept_even_one_for_a_base_class():
+    def create_app(startup):
+        app = App(down_routes())
+        app.answer_error(Exception, lambda exc: HTTPError(502, "ours"))
+        return app
+
+    app = build_app(create_app, Startup(hub=HUB, front_door="none"), "mine:create_app")
+    response, body, _ = get(app, "/down")
+    assert response.status == 502 and body["error"]["message"] == "ours"

@@ -70,6 +70,11 @@ class App:
         database's) as the HTTPError `answer(exc)`, not as a 500."""
         self._error_answers[error] = answer
 
+    def answer_for(self, error: type[Exception]) -> Callable[[Any], HTTPError] | None:
+        """The answer an `error` raised by an endpoint would get (its own class's, else its
+        nearest base's), or None: a 500."""
+        return next((self._error_answers[cls] for cls in error.__mro__ if cls in self._error_answers), None)
+
     def route(self, pattern: str) -> Callable[[type[Endpoint]], type[Endpoint]]:
         """`@app.route(...)`: the same decorator as `Router.route`, on this app's routes."""
         return self.routes.route(pattern)

@@ -31,6 +31,4 @@ def create_app(startup: Startup) -> App:
     state.db = db.Pool(startup.settings(DatabaseSettings), startup.hub)
     state.fanout = fanout.Client(startup.settings(FanoutSettings), startup.hub)
     state.chat = chat.Room(state.db, startup.hub)
-    app = App(routes)
-    app.answer_error(db.DatabaseUnavailable, world.database_error)
-    return app
+    return App(routes)  # m2stack answers the pool's DatabaseUnavailable as 503 (apps.build_app)

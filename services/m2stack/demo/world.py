@@ -12,7 +12,7 @@ import random
 from html import escape
 
 from m2stack import db
-from m2stack.app import Endpoint, HTTPError, Response, Router
+from m2stack.app import Endpoint, Response, Router
 
 WORLD_ROWS = 10_000
 MAX_QUERIES = 500
@@ -32,11 +32,6 @@ def queries_count(raw: str | None) -> int:
     except ValueError:
         return 1
     return min(max(count, 1), MAX_QUERIES)
-
-
-def database_error(exc: db.DatabaseUnavailable) -> HTTPError:
-    """503 with Retry-After: a busy pool or a restarting server may serve in a second."""
-    return HTTPError(503, exc.message, details=exc.details, headers=[("Retry-After", "1")])
 
 
 def random_id() -> int:
