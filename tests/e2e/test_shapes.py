@@ -114,5 +114,5 @@ def test_compose_v1_still_loads_every_variants_files():
         return out.stderr[-500:] if out.returncode else ""
 
     with ThreadPoolExecutor(2) as pool:
-        failed = {files: error for files, error in zip(sets, pool.map(load, sets)) if error}
+        failed = {files: error for files, error in zip(sets, pool.map(load, sets), strict=True) if error}
     assert not failed, failed
