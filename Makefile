@@ -34,11 +34,17 @@ $(if $(call python_at_least,3.9),,$(error $(PYTHON) is $(or $(PYTHON_VERSION),no
 TEST_IMAGE ?= m2stack/test:latest
 
 # The variants are the table in loadtest/comparison/variants.py. VARIANT=mongrel2 (default)
-# or wsgi takes its hub from HUB (mongrel2-gevent, wsgi-eventlet, ...); any other VARIANT is
-# a name of the table itself (example-flask, ceiling, mongrel2-eventlet, ...).
+# or wsgi takes its hub from HUB; mongrel2 runs behind the dispatcher (mongrel2-gevent-dispatch,
+# the base file's shape) unless DISPATCH=0, the bare shape (mongrel2-gevent: mongrel2 PUSHes
+# straight to the handlers, compose/bare.yml). Any other VARIANT is a name of the table
+# itself (example-flask, ceiling, mongrel2-eventlet, ...). DISPATCH picks the shape of
+# swarm-up too.
 VARIANTS_PY := $(PYTHON) loadtest/comparison/variants.py
 VARIANT ?= mongrel2
-VARIANT_NAME := $(if $(filter mongrel2 wsgi,$(VARIANT)),$(VARIANT)-$(HUB),$(VARIANT))
+DISPATCH ?= 1
+$(if $(filter-out 0 1,$(DISPATCH)),$(error DISPATCH=$(DISPATCH): use 1 (the dispatcher, default) or 0 (the bare shape)))
+VARIANT_NAME := $(if $(filter mongrel2,$(VARIANT)),mongrel2-$(HUB)$(if $(filter 1,$(DISPATCH)),-dispatch),$(if \
+  $(filter wsgi,$(VARIANT)),wsgi-$(HUB),$(VARIANT)))
 COMPOSE_FILES := $(shell $(VARIANTS_PY) files $(VARIANT_NAME) 2>/dev/null)
 # Recursive: only the targets that use the stack fail on an unknown variant.
 STACK = $(if $(COMPOSE_FILES),$(COMPOSE) $(COMPOSE_FILES) $(TLS_FILES),$(error unknown VARIANT=$(VARIANT) \
@@ -50,13 +56,15 @@ TLS ?= 0
 TLS_PUBLISH ?= 6443
 export TLS_PUBLISH
 TLS_FILES = $(if $(filter 1,$(TLS)),$(if $(filter mongrel2-%,$(VARIANT_NAME)),-f compose/tls.yml,$(error \
-  TLS=1 needs a Mongrel2 variant (mongrel2-gevent, mongrel2-eventlet), not $(VARIANT_NAME))))
+  TLS=1 needs a Mongrel2 variant (mongrel2-gevent-dispatch, mongrel2-eventlet, ...), not $(VARIANT_NAME))))
 
 .PHONY: help certs images up down destroy build compare bench bench-dispatch base-image ca-certs env env-example logs ps test test-image lint test-unit test-integration test-e2e test-example lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 	@echo "  variables: VARIANT=mongrel2|wsgi|example-flask|notes-... HUB=gevent|eventlet HANDLERS=N HTTP_PUBLISH=[addr:]port EXTRA_CA_CERTS=files"
+	@echo "  DISPATCH=1 (default): mongrel2 -> the dispatcher -> handlers, nothing lost on scale-down or a handler's crash;"
+	@echo "  DISPATCH=0: the bare shape, mongrel2 PUSHes straight to the handlers (one hop less; make up and swarm-up)"
 	@echo "  VARIANT may also be a full variant name: $(VARIANT_NAMES)"
 
 certs: ## a development CA and server certificate (localhost, 127.0.0.1, mongrel2) in .certs/ for TLS=1
@@ -95,7 +103,7 @@ build: base-image ca-certs compose-v2 ## build the images of the selected VARIAN
 	$(if $(PREBUILD),$(COMPOSE) $(PREBUILD))
 	$(STACK) build
 
-up: build env $(if $(filter 1,$(TLS)),certs) ## start the VARIANT (HANDLERS handlers on HUB), wait until healthy; TLS=1 adds HTTPS
+up: build env $(if $(filter 1,$(TLS)),certs) ## start the VARIANT (HANDLERS handlers on HUB, behind the dispatcher unless DISPATCH=0), wait until healthy; TLS=1 adds HTTPS
 	$(COMPOSE_V2_ONLY)$(STACK) up -d --wait --wait-timeout 180 $(shell $(VARIANTS_PY) scale $(VARIANT_NAME) $(HANDLERS))
 	@echo "up: http://localhost:$(lastword $(subst :, ,$(HTTP_PUBLISH)))/json  (variant: $(VARIANT_NAME), handlers: $(HANDLERS))"
 	$(if $(filter 1,$(TLS)),@echo "up: https://localhost:$(lastword $(subst :, ,$(TLS_PUBLISH)))/json  (trust .certs/ca.crt)")
@@ -122,7 +130,7 @@ ps: compose-v2 ## list the containers
 # A swarm leave breaks name resolution in every container then up (docs/swarm.md), so the
 # Swarm suite's leaves wait on SWARM_LEAVE_LOCK until no e2e stack is up.
 E2E_UNTIMED := tests/e2e/test_compare.py tests/e2e/test_example_service.py tests/e2e/test_example_flask.py \
-  tests/e2e/test_tls.py
+  tests/e2e/test_tls.py tests/e2e/test_shapes.py
 SWARM_PYTEST = COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/swarm
 test: base-image ca-certs compose-v2 ## every test: lint, unit, integration, end-to-end (the notes example's included), Swarm
 	@mkdir -p build; set +e; \
@@ -224,11 +232,10 @@ REGISTRY ?=
 SWARM_STACK ?= m2stack
 SWARM_PUBLISH ?= host
 REGISTRY_PUBLISH ?= 127.0.0.1:5000
-DISPATCH ?=
 SWARM_ENV = COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" HUB=$(HUB) HANDLERS=$(HANDLERS) FRONTS=$(FRONTS) DISPATCH=$(DISPATCH) \
   REGISTRY=$(REGISTRY) SWARM_STACK=$(SWARM_STACK) SWARM_PUBLISH=$(SWARM_PUBLISH) HTTP_PUBLISH=$(HTTP_PUBLISH)
 
-swarm-up: compose-v2 ## deploy to the swarm (a single-node one is made if none): FRONTS=M HANDLERS=N [HUB=] [DISPATCH=1] [REGISTRY=host:port]
+swarm-up: compose-v2 ## deploy to the swarm (a single-node one is made if none): FRONTS=M HANDLERS=N [HUB=] [DISPATCH=0: bare] [REGISTRY=host:port]
 	@$(SWARM_ENV) scripts/swarm.sh up
 
 swarm-down: ## remove the stack, its secret, networks and volume; leave the swarm if swarm-up made it

@@ -28,9 +28,9 @@ from m2stack import settings  # noqa: E402
 # Group -> (compose file, service) of every process that reads it in this stack.
 READERS: dict[str, tuple[tuple[str, str], ...]] = {
     "AppSettings": (("docker-compose.yml", "handler"), ("compose/wsgi.yml", "wsgi")),
-    "FrontSettings": (("docker-compose.yml", "handler"), ("compose/dispatch.yml", "dispatcher")),
+    "FrontSettings": (("docker-compose.yml", "handler"), ("docker-compose.yml", "dispatcher")),
     "HandlerSettings": (("docker-compose.yml", "handler"),),
-    "DispatcherSettings": (("compose/dispatch.yml", "dispatcher"),),
+    "DispatcherSettings": (("docker-compose.yml", "dispatcher"),),
     "WSGISettings": (("compose/wsgi.yml", "wsgi"),),
     "GunicornSettings": (("compose/wsgi.yml", "wsgi"),),
     "DatabaseSettings": (("docker-compose.yml", "handler"), ("compose/wsgi.yml", "wsgi")),

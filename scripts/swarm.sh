@@ -4,8 +4,9 @@
 #   scripts/swarm.sh up | down | push | stack-file
 #
 # Settings (environment, set by the Makefile): SWARM_STACK (m2stack), FRONTS (2),
-# HANDLERS (2), HUB (gevent), DISPATCH (1: the dispatcher between fronts and handlers,
-# docs/dispatcher.md), REGISTRY (host:port, empty: local images), SWARM_PUBLISH
+# HANDLERS (2), HUB (gevent), DISPATCH (1, default: the dispatcher between fronts and
+# handlers, docs/dispatcher.md; 0: the bare shape, compose/bare.yml), REGISTRY
+# (host:port, empty: local images), SWARM_PUBLISH
 # (host | random | ingress), HTTP_PUBLISH (6767), SWARM_ADVERTISE_ADDR (127.0.0.1, for a
 # swarm made here), SWARM_WAIT (seconds, 300), COMPOSE (Compose v2), PYTHON.
 #
@@ -20,7 +21,7 @@ STACK=${SWARM_STACK:-m2stack}
 FRONTS=${FRONTS:-2}
 HANDLERS=${HANDLERS:-2}
 HUB=${HUB:-gevent}
-DISPATCH=${DISPATCH:-}
+DISPATCH=${DISPATCH:-1}
 REGISTRY=${REGISTRY:-}
 PUBLISH=${SWARM_PUBLISH:-host}
 HTTP_PUBLISH=${HTTP_PUBLISH:-6767}
@@ -39,6 +40,7 @@ for n in FRONTS HANDLERS; do
     case ${!n} in '' | *[!0-9]*) die "$n must be a number, got '${!n}'" ;; esac
 done
 case $PUBLISH in host | random | ingress) ;; *) die "SWARM_PUBLISH must be host, random or ingress" ;; esac
+case $DISPATCH in 0 | 1) ;; *) die "DISPATCH must be 1 (the dispatcher, default) or 0 (the bare shape), got '$DISPATCH'" ;; esac
 
 swarm_state() { docker info --format '{{.Swarm.LocalNodeState}}'; }
 node_id() { docker info --format '{{.Swarm.NodeID}}'; }
@@ -46,11 +48,13 @@ node_label() { docker node inspect --format "{{index .Spec.Labels \"$2\"}}" "$1"
 # A compose-built name (no registry) is never looked up on Docker Hub.
 resolve_image() { if [ -n "$REGISTRY" ]; then echo always; else echo never; fi; }
 
+# The variant's files (the table's: mongrel2-HUB-dispatch, or mongrel2-HUB, the bare
+# shape, with DISPATCH=0), then the Swarm overlay.
 compose_files() {
-    local files variant="mongrel2-$HUB" overlay=""
-    if [ -n "$DISPATCH" ]; then variant="$variant-dispatch" overlay=" -f compose/swarm-dispatch.yml"; fi
+    local files variant="mongrel2-$HUB"
+    [ "$DISPATCH" = 0 ] || variant="$variant-dispatch"
     files=$($PYTHON loadtest/comparison/variants.py files "$variant") || die "unknown HUB=$HUB"
-    echo "$files -f compose/swarm.yml$overlay"
+    echo "$files -f compose/swarm.yml"
 }
 
 require_compose_v2() {
@@ -152,7 +156,7 @@ up() {
     [ "$HTTP_PUBLISH" = "$port" ] || say "HTTP_PUBLISH=$HTTP_PUBLISH: Swarm publishes on every address of the node, not only ${HTTP_PUBLISH%:*}"
 
     file=$(stack_file "$publish")
-    say "deploying $file as stack $STACK: $FRONTS front(s), $HANDLERS handler(s), hub $HUB${REGISTRY:+, images from $REGISTRY}"
+    say "deploying $file as stack $STACK: $FRONTS front(s), $([ "$DISPATCH" = 0 ] && echo "no dispatcher (bare)" || echo "the dispatcher"), $HANDLERS handler(s), hub $HUB${REGISTRY:+, images from $REGISTRY}"
     docker stack deploy --prune --resolve-image "$(resolve_image)" ${REGISTRY:+--with-registry-auth} \
         -c "$file" "$STACK" >&2
     wait_converged
@@ -235,8 +239,9 @@ push() {
     local image
     [ -n "$REGISTRY" ] || die "push needs REGISTRY=host:port"
     require_compose_v2
+    # The stack's images: not those of a service it leaves out (the bare shape's dispatcher).
     # shellcheck disable=SC2046
-    for image in $($COMPOSE $(compose_files) config --images | sort -u); do
+    for image in $($COMPOSE -p "$STACK" $(compose_files) config --format json | $PYTHON scripts/swarm_stack.py --images); do
         docker tag "$image" "$REGISTRY/$image"
         say "pushing $REGISTRY/$image"
         docker push -q "$REGISTRY/$image" >&2

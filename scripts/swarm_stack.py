@@ -3,7 +3,9 @@
 
     docker compose -f docker-compose.yml [-f compose/eventlet.yml] -f compose/swarm.yml \\
         config --format json | scripts/swarm_stack.py [--registry HOST:PORT] \\
-        [--publish host|random|ingress] > stack.json
+        [--publish host|random|ingress] [--images] > stack.json
+
+(--images: the stack's images, one a line, instead of the file: what `make push` pushes.)
 
 `docker compose config` merges the files and interpolates every variable; this turns the
 result into what `docker stack deploy` honours (Docker's own Compose loader, schema 3.9,
@@ -18,6 +20,8 @@ so a Docker CLI 20.10 reads it too):
 - ports -> host-mode ports (default), random host ports, or the ingress mesh;
 - build, depends_on, profiles and security_opt are dropped: Swarm has none of them
   (docs/swarm.md says what that costs and how the stack copes);
+- a service of `scale: 0` (the dispatcher under compose/bare.yml) is left out: Compose
+  runs no container of it, and Swarm would run one (scale is no Swarm key);
 - any *PASSWORD variable is dropped: secrets reach tasks as files (*_FILE);
 - networks become overlays, and names are left to the stack's namespace.
 
@@ -169,7 +173,8 @@ def convert(config: dict[str, Any], *, registry: str = "", publish: str = "host"
         "version": STACK_VERSION,
         "x-generated": "by scripts/swarm_stack.py from `docker compose config`: edit the compose files, not this",
         "services": {name: convert_service(name, service, registry=registry, publish=publish, notes=notes)
-                     for name, service in sorted(config.get("services", {}).items())},
+                     for name, service in sorted(config.get("services", {}).items())
+                     if service.get("scale") != 0},
     }
     networks = {}
     for name, network in sorted((config.get("networks") or {}).items()):
@@ -195,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publish", default="host", choices=("host", "random", "ingress"),
                         help="host: the compose port on each front's node (one front per node); "
                              "random: a free host port per front; ingress: the routing mesh")
+    parser.add_argument("--images", action="store_true", help="print the stack's images, one a line")
     args = parser.parse_args(argv)
     notes: list[str] = []
     try:
@@ -202,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConversionError, json.JSONDecodeError) as exc:
         print(f"swarm_stack: {exc}", file=sys.stderr)
         return 1
+    if args.images:
+        print("\n".join(sorted({service["image"] for service in stack["services"].values()})))
+        return 0
     for note in dict.fromkeys(notes):
         print(f"swarm_stack: note: {note}", file=sys.stderr)
     json.dump(stack, sys.stdout, indent=2)

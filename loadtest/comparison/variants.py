@@ -18,6 +18,9 @@ import sys
 from dataclasses import dataclass
 
 BASE = "docker-compose.yml"
+# The bare shape: no dispatcher, mongrel2 PUSHes straight to the handlers (the base file
+# alone is the dispatcher's shape, the default).
+BARE = "compose/bare.yml"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,10 @@ class Variant:
     # A variant whose app image is built FROM another variant's (a service of your own on
     # the handler image): that variant's name, built first.
     built_on: str | None = None
+    # True: mongrel2 -> the dispatcher -> handlers (docs/dispatcher.md); False: no
+    # dispatcher runs (the bare shape, or no Mongrel2 at all). tests/e2e/test_shapes.py
+    # checks it against what Compose makes of `files`.
+    dispatched: bool = False
 
     @property
     def scaled(self) -> bool:
@@ -47,13 +54,15 @@ class Variant:
         return self.workers_env is None
 
 
-def _mongrel2(name: str, description: str, hub: str | None, *overlays: str,
+def _mongrel2(name: str, description: str, hub: str | None, *overlays: str, bare: bool = False,
               in_compare: bool = True, also_builds: tuple[str, ...] = (), app: str = "demo",
               built_on: str | None = None) -> Variant:
-    return Variant(name, description, (BASE, *overlays), front_door="mongrel2", hub=hub,
+    """Behind the dispatcher (the base file's shape), or `bare`: with compose/bare.yml."""
+    files = (BASE, *((BARE,) if bare else ()), *overlays)
+    return Variant(name, description, files, front_door="mongrel2", hub=hub,
                    app_service="handler", target="http://mongrel2:6767", workers_env=None,
                    cpus_env="HANDLER_CPUS", in_compare=in_compare, also_builds=also_builds,
-                   app=app, built_on=built_on)
+                   app=app, built_on=built_on, dispatched=not bare)
 
 
 def _wsgi(name: str, description: str, hub: str, *overlays: str, in_compare: bool = True,
@@ -72,33 +81,36 @@ def _peer(name: str, description: str, front_door: str, hub: str, service: str) 
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    _mongrel2("mongrel2-gevent", "Mongrel2 + gevent handlers", "gevent"),
-    _mongrel2("mongrel2-eventlet", "Mongrel2 + eventlet handlers", "eventlet", "compose/eventlet.yml"),
+    # The bare shape (compose/bare.yml): mongrel2 round-robins straight to the handlers.
+    # The hubs' comparison, and what the dispatcher's hop costs and buys beside it.
+    _mongrel2("mongrel2-gevent", "Mongrel2 + gevent handlers", "gevent", bare=True),
+    _mongrel2("mongrel2-eventlet", "Mongrel2 + eventlet handlers", "eventlet", "compose/eventlet.yml", bare=True),
     _wsgi("wsgi-gevent", "Gunicorn, gevent worker", "gevent"),
     _wsgi("wsgi-eventlet", "Gunicorn, eventlet worker", "eventlet", "compose/wsgi-eventlet.yml"),
-    # The dispatcher between mongrel2 and the handlers (docs/dispatcher.md): what the extra
-    # hop costs per request, beside mongrel2-gevent.
-    _mongrel2("mongrel2-gevent-dispatch", "Mongrel2 + the dispatcher + gevent handlers", "gevent",
-              "compose/dispatch.yml", also_builds=("dispatcher",)),
+    # The default shape, the base file's (`make up`, `docker compose up`): the dispatcher
+    # between mongrel2 and the handlers (docs/dispatcher.md).
+    _mongrel2("mongrel2-gevent-dispatch", "Mongrel2 + the dispatcher + gevent handlers", "gevent"),
     _mongrel2("mongrel2-eventlet-dispatch", "Mongrel2 + the dispatcher + eventlet handlers", "eventlet",
-              "compose/eventlet.yml", "compose/dispatch.yml", in_compare=False, also_builds=("dispatcher",)),
+              "compose/eventlet.yml", in_compare=False),
+    # The ceiling handler pulls from mongrel2 itself: it speaks no dispatcher protocol.
     _mongrel2("ceiling", "Mongrel2 + the ceiling handler (blocking pyzmq, no hub, no app)", None,
-              "compose/ceiling.yml"),
+              "compose/ceiling.yml", bare=True),
     # Peers (services/peers/): the same scenarios and CPU limits, our per-request work.
     _peer("wsgi-granian", "granian (Rust HTTP server) serving our WSGI app on the blocking hub, "
           "a thread per request", "wsgi", "blocking", "granian"),
     _peer("uvicorn-starlette", "uvicorn + uvloop + httptools, a Starlette + asyncpg app",
           "asgi", "uvloop", "uvicorn"),
-    # An app of your own behind Mongrel2; it has only some of the demo's endpoints.
+    # An app of your own behind Mongrel2; it has only some of the demo's endpoints. These
+    # and the notes example run the stack's default shape, behind the dispatcher.
     _mongrel2("example-flask", "Mongrel2 + a Flask app on gevent handlers", "gevent",
               "compose/example-flask.yml", in_compare=False, app="flask"),
     # A service of your own (examples/notes/): its image is the handler or WSGI image plus
     # its package, its overlays name that image; both doors, both hubs.
     _mongrel2("notes-mongrel2-gevent", "Mongrel2 + the notes example on gevent handlers", "gevent",
-              "examples/notes/compose.yml", in_compare=False, app="notes", built_on="mongrel2-gevent"),
+              "examples/notes/compose.yml", in_compare=False, app="notes", built_on="mongrel2-gevent-dispatch"),
     _mongrel2("notes-mongrel2-eventlet", "Mongrel2 + the notes example on eventlet handlers", "eventlet",
               "examples/notes/compose.yml", "examples/notes/compose.eventlet.yml", in_compare=False,
-              app="notes", built_on="mongrel2-eventlet"),
+              app="notes", built_on="mongrel2-eventlet-dispatch"),
     _wsgi("notes-wsgi-gevent", "Gunicorn (gevent worker) serving the notes example", "gevent",
           "examples/notes/compose.wsgi.yml", in_compare=False, app="notes", built_on="wsgi-gevent"),
     _wsgi("notes-wsgi-eventlet", "Gunicorn (eventlet worker) serving the notes example", "eventlet",
@@ -114,12 +126,16 @@ def file_args(variant: Variant) -> str:
 def image_builds() -> list[str]:
     """Compose arguments that together build every image of every variant.
 
-    The base file's services all at once (db, mongrel2, the default handler), then each
-    overlay's app service, built with its own files so their build arguments apply.
+    The base file's services all at once (db, mongrel2, the dispatcher, the default
+    handler), then each overlay's app service, built with its own files so their build
+    arguments apply.
     """
     builds = [f"-f {BASE} build"]
-    builds += [f"{file_args(v)} build {' '.join((v.app_service, *v.also_builds))}"
-               for v in VARIANTS.values() if v.files != (BASE,)]
+    for v in VARIANTS.values():
+        files = tuple(file for file in v.files if file != BARE)  # it changes no image
+        line = f"{' '.join(f'-f {file}' for file in files)} build {' '.join((v.app_service, *v.also_builds))}"
+        if files != (BASE,) and line not in builds:
+            builds.append(line)
     return builds
 
 

@@ -1,6 +1,8 @@
-"""The dispatcher (compose/dispatch.yml) on real containers, both hubs: what it promises
-beyond mongrel2's round-robin (docs/dispatcher.md).
+"""The default shape, the dispatcher between mongrel2 and the handlers (docker-compose.yml
+alone), on real containers, both hubs: what it promises beyond the bare shape's
+round-robin (docs/dispatcher.md).
 
+- one dispatcher runs, every handler joined it, every container locked down;
 - scaling 4 -> 2 -> 4 under load, three times: nothing failed, nothing hung;
 - a handler SIGKILLed under load: its GETs are repeated elsewhere, its POSTs answered 503
   JSON at once, no client waits for mongrel2's reaper;
@@ -8,7 +10,7 @@ beyond mongrel2's round-robin (docs/dispatcher.md).
 - pipelined requests are answered in order; differing Content-Length values get 400;
 - the dispatcher SIGKILLed under load: only what it held is lost, service resumes alone;
 - what the README says is "the same" as without it: mongrel2 killed, the database stopped,
-  the 504 deadline (the default stack's own checks, run on this stack).
+  the 504 deadline (the bare shape's checks in test_production.py and test_io.py, run here).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import socket
 import statistics
+import subprocess
 import threading
 import time
 
@@ -25,8 +28,21 @@ import streams
 import test_io
 import test_production
 
-from stack import DISPATCH, HUNG, GaugeWatch, Load, kill_9, p99, report, starved_figures, starved_handler, wait_outcomes
-from support import parse_head, read_until_close, wait_until
+from stack import (
+    DISPATCH,
+    HUNG,
+    METRICS_PORT,
+    SCRAPE,
+    GaugeWatch,
+    Load,
+    kill_9,
+    p99,
+    report,
+    starved_figures,
+    starved_handler,
+    wait_outcomes,
+)
+from support import Metrics, parse_head, read_until_close, wait_until
 
 DEAD_AFTER = 1.0        # DISPATCH_DEAD_AFTER: a silent handler is dead after this
 IDLE_TIMEOUT = 8        # M2_IDLE_TIMEOUT: mongrel2's reaper, which no test here may wait for
@@ -35,6 +51,32 @@ STACK = {"purpose": "dispatch", "processes": 4,
          "env": {"M2_IDLE_TIMEOUT": str(IDLE_TIMEOUT), "DISPATCH_DEAD_AFTER": str(DEAD_AFTER),
                  "ACCESS_LOG": "false", "HANDLER_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT), **streams.UPLOAD_ENV}}
 pytestmark = pytest.mark.parametrize("stack", DISPATCH, indirect=True, scope="module")
+
+
+# -- the shape --------------------------------------------------------------------------------------
+
+DISPATCHER_SCRAPE = SCRAPE.replace(str(METRICS_PORT), "9101")   # DISPATCH_METRICS_PORT
+
+
+def test_one_dispatcher_runs_and_every_handler_joined_it(stack):
+    assert stack.variant.dispatched
+    dispatcher, = stack.container_ids("dispatcher")
+    handlers = stack.app_ids()
+    for cid in handlers:
+        assert "HANDLER_DISPATCHER=tcp://dispatcher:9995" in stack.inspect(cid)["Config"]["Env"]
+
+    def joined() -> float:
+        out = subprocess.run(["docker", "exec", dispatcher, "python3", "-c", DISPATCHER_SCRAPE],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return Metrics(out.stdout).value("m2stack_dispatcher_handlers")
+
+    # Its figures are up to a second old (docs/dispatcher.md, "Metrics").
+    wait_until(lambda: joined() == len(handlers), 10, f"the dispatcher to count {len(handlers)} handlers")
+
+
+def test_containers_are_locked_down(stack):
+    test_production.test_containers_are_locked_down(stack)
 
 
 # -- scaling -------------------------------------------------------------------------------------

@@ -1,13 +1,14 @@
 """Any WSGI app behind Mongrel2: the Flask example, served by the gevent handler image.
 
-compose/example-flask.yml sets APP=examples.flask_app:app on the handler; mongrel2 and
-everything else is the default stack. One stack, two handlers (to show ZeroMQ spreads
-a plain WSGI app over processes like the demo app).
+compose/example-flask.yml sets APP=examples.flask_app:app on the handler; mongrel2, the
+dispatcher and everything else is the default stack. One stack, two handlers (to show a
+plain WSGI app is spread over processes like the demo app).
 """
 
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -71,6 +72,13 @@ def test_head_keeps_flasks_content_length(stack):
 
 
 def test_mongrel2_still_serves_static_and_spreads_over_both_handlers(stack):
+    assert stack.variant.dispatched   # the stack's default shape
     assert stack.get("/static/health.txt").status_code == 200
-    ids = {stack.get("/").headers["X-Handler-Id"] for _ in range(20)}
+    # The dispatcher keeps a connection on the handler that answered it last and picks the
+    # least loaded one for a new connection: new connections, several at once, reach both.
+    def client(_: int) -> set[str]:
+        return {requests.get(stack.url + "/", timeout=10).headers["X-Handler-Id"] for _ in range(10)}
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = set().union(*pool.map(client, range(4)))
     assert ids == {f"{cid[:12]}:1" for cid in stack.app_ids()} and len(ids) == 2, ids

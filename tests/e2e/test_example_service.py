@@ -56,6 +56,9 @@ def test_served_by_the_variants_door_and_hub_from_its_own_image(stack):
     image = {"mongrel2": "m2stack/notes", "wsgi": "m2stack/notes-wsgi"}[stack.front_door] + f":{stack.hub}"
     assert container["Config"]["Image"] == image
     assert "APP=notes:create_app" in container["Config"]["Env"]
+    # Behind Mongrel2 it runs the stack's default shape, behind the dispatcher.
+    assert len(stack.container_ids("dispatcher")) == (1 if stack.front_door == "mongrel2" else 0)
+    assert stack.variant.dispatched is (stack.front_door == "mongrel2")
     # FROM the stack's image, adding only its code: the base's layers, then one of its own.
     own, base_layers = image_layers(image), image_layers(base)
     assert own[:len(base_layers)] == base_layers and len(own) == len(base_layers) + 1

@@ -1,7 +1,9 @@
 """Production properties, each proven on real containers under load, bounded in time.
 
-Mongrel2 loses requests queued to a handler that dies and never times a request out,
-so what is asserted here is what the handlers and the compose set-up add. The
+Behind Mongrel2 these run on the bare shape (compose/bare.yml), the comparison's subject:
+there Mongrel2 loses requests queued to a handler that dies and never times a request out,
+so what is asserted here is what the handlers and the compose set-up add. The default
+shape, behind the dispatcher, is test_dispatch.py's, which runs some of these too. The
 properties that do not depend on Mongrel2 (graceful stop under load, the 504 deadline,
 the bad-input catalogue, the lock-down, metrics) run on the WSGI variants too, which
 copy the hardening into their own compose service.
@@ -363,7 +365,8 @@ def test_slow_request_gets_504_within_the_request_timeout(stack):
 def test_containers_are_locked_down(stack):
     ids = stack.container_ids()
     services = {stack.inspect(cid)["Config"]["Labels"]["com.docker.compose.service"] for cid in ids}
-    assert services == {"db", stack.app_service, *(["mongrel2"] if stack.front_door == "mongrel2" else [])}
+    assert services == {"db", stack.app_service, *(["mongrel2"] if stack.front_door == "mongrel2" else []),
+                        *(["dispatcher"] if stack.variant.dispatched else [])}
     published = {}
     for cid in ids:
         info = stack.inspect(cid)
@@ -424,21 +427,23 @@ def test_metrics_count_exactly_what_was_served(stack):
         assert metrics.has("m2stack_event_loop_lag_seconds") and metrics.has("m2stack_in_flight_requests")
 
 
-def test_prometheus_overlay_discovers_every_scaled_handler(stacks):
-    stack = stacks.up("mongrel2-gevent", "monitoring", processes=3, extra_files=("compose/monitoring.yml",),
+def test_prometheus_overlay_discovers_every_scaled_handler_and_the_dispatcher(stacks):
+    """On the default shape, as README's monitoring command brings it up."""
+    stack = stacks.up("mongrel2-gevent-dispatch", "monitoring", processes=3, extra_files=("compose/monitoring.yml",),
                       env={"PROMETHEUS_PUBLISH": "127.0.0.1:0"})
     try:
         prometheus_id, = stack.container_ids("prometheus")
+        dispatcher_id, = stack.container_ids("dispatcher")
         port = stack.inspect(prometheus_id)["NetworkSettings"]["Ports"]["9090/tcp"][0]["HostPort"]
         url = f"http://127.0.0.1:{port}/api/v1/targets"
-        expected = {f"{stack.back_ip(cid)}:9100" for cid in stack.app_ids()}
+        expected = {("handler", f"{stack.back_ip(cid)}:9100") for cid in stack.app_ids()}
+        expected.add(("dispatcher", f"{stack.back_ip(dispatcher_id)}:9101"))
 
-        def handlers_up():
+        def all_up():
             targets = requests.get(url, timeout=5).json()["data"]["activeTargets"]
-            return {t["labels"]["instance"] for t in targets
-                    if t["labels"]["job"] == "handler" and t["health"] == "up"} == expected
+            return {(t["labels"]["job"], t["labels"]["instance"]) for t in targets if t["health"] == "up"} == expected
 
-        wait_until(handlers_up, 60, "Prometheus to scrape all three handlers", interval=1)
+        wait_until(all_up, 60, "Prometheus to scrape all three handlers and the dispatcher", interval=1)
     finally:
         stacks.down(stack)
 

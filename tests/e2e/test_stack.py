@@ -1,5 +1,6 @@
-"""The stack as a user runs it: mongrel2 + 4 handlers, per hub, scaled while serving (the
-session's shared demo stacks, conftest.py).
+"""The bare shape (compose/bare.yml): mongrel2 round-robining straight to 4 handlers, per
+hub, scaled while serving (the session's shared demo stacks, conftest.py). The default
+shape, behind the dispatcher, is test_dispatch.py's.
 
 That `down` leaves no container, network or volume behind is checked by the stack
 factory (conftest.py) each time it takes a stack down, in every module.
@@ -42,6 +43,14 @@ def test_serves_the_demo_endpoints(stack):
     health = stack.get("/healthz")
     assert health.json() == {"status": "ok", "hub": stack.hub, "handler_id": health.headers["X-Handler-Id"]}
     assert stack.get("/static/health.txt").status_code == 200
+
+
+def test_the_bare_shape_runs_no_dispatcher_and_handlers_pull_from_mongrel2(stack):
+    assert not stack.variant.dispatched
+    assert stack.container_ids("dispatcher", all_states=True) == []
+    for cid in stack.app_ids():
+        env = stack.inspect(cid)["Config"]["Env"]
+        assert "HANDLER_DISPATCHER=" in env and "M2_REQUESTS_ENDPOINT=tcp://mongrel2:9997" in env, env
 
 
 def test_requests_are_spread_over_every_handler(stack):

@@ -36,6 +36,8 @@ SWARM_ENV = {
     "handler": {"M2_REQUESTS_ENDPOINT": "tcp://tasks.mongrel2:9997",
                 "M2_RESPONSES_ENDPOINT": "tcp://tasks.mongrel2:9996",
                 "DB_PASSWORD_FILE": "/run/secrets/db_password"},
+    "dispatcher": {"M2_REQUESTS_ENDPOINT": "tcp://tasks.mongrel2:9997",
+                   "M2_RESPONSES_ENDPOINT": "tcp://tasks.mongrel2:9996"},
 }
 
 
@@ -130,10 +132,13 @@ def _named_volumes(volumes: Any) -> tuple[str, ...]:
 
 def from_compose(config: dict[str, Any], *, swarm_env: dict[str, dict[str, str]] | None = None) -> dict[str, Spec]:
     """The compose file's services (`docker compose config --format json`), with the
-    documented Swarm changes applied: those env overrides, and no *PASSWORD variable."""
+    documented Swarm changes applied: those env overrides, and no *PASSWORD variable. A
+    service of scale 0 (the bare shape's dispatcher) runs no container: none is listed."""
     swarm_env = SWARM_ENV if swarm_env is None else swarm_env
     specs = {}
     for name, s in config["services"].items():
+        if s.get("scale") == 0:
+            continue
         # None: a variable passed only when set (`APP:`), and it was not: the container has none.
         env = {k: v for k, v in (s.get("environment") or {}).items() if not k.endswith("PASSWORD") and v is not None}
         env.update(swarm_env.get(name, {}))

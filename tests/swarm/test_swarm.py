@@ -1,4 +1,6 @@
-"""The stack on Docker Swarm: 2 Mongrel2 fronts x 3 handlers on a single-node swarm.
+"""The stack on Docker Swarm, the bare shape (make swarm-up DISPATCH=0: no dispatcher,
+every front round-robins to the handlers): 2 Mongrel2 fronts x 3 handlers on a
+single-node swarm. The default shape, behind the dispatcher: test_swarm_dispatch.py.
 
 The tests run in order on one stack (brought up by `make swarm-up`, removed by the last
 test with `make swarm-down`). Traffic comes from client.py in a container on the stack's
@@ -37,8 +39,11 @@ from swarmlib import (
     task_running_since,
 )
 
+from comparison.variants import VARIANTS
+
 FRONTS, HANDLERS = 2, 3
-STACK_ENV = {"M2_IDLE_TIMEOUT": "8", "HANDLER_REQUEST_TIMEOUT": "5"}
+STACK_ENV = {"M2_IDLE_TIMEOUT": "8", "HANDLER_REQUEST_TIMEOUT": "5", "DISPATCH": "0"}
+FILES = VARIANTS["mongrel2-gevent"].files   # what DISPATCH=0 deploys (with compose/swarm.yml)
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +69,9 @@ def swarm(engine_before):
 
 def test_deployed_services_are_the_compose_services(swarm):
     """What Swarm actually runs (`docker service inspect`) against `docker compose config`."""
-    expected = from_compose(compose_config("docker-compose.yml", env=swarm.env))
+    expected = from_compose(compose_config(*FILES, env=swarm.env))
     running = from_services(swarm.name)
-    assert set(running) == set(expected)
+    assert set(running) == set(expected) == {"db", "mongrel2", "handler"}   # no dispatcher
     for name in expected:
         assert running[name] == expected[name], name
 

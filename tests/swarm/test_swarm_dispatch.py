@@ -1,5 +1,6 @@
-"""The stack on Docker Swarm with the dispatcher (DISPATCH=1 make swarm-up): 2 fronts x 3
-handlers behind one dispatcher task that pulls from every front (docs/dispatcher.md).
+"""The stack on Docker Swarm in its default shape, with the dispatcher (`make swarm-up`, no
+DISPATCH given): 2 fronts x 3 handlers behind one dispatcher task that pulls from every
+front (docs/dispatcher.md).
 
 What it adds to test_swarm.py's stack: scaling the handlers loses nothing (a leaving
 handler says BYE and finishes; the dispatcher gives it nothing new), and the dispatcher's
@@ -12,10 +13,20 @@ from __future__ import annotations
 import time
 
 import pytest
-from swarmlib import Swarm, docker, log, summary, swarm_state, task_running_since
+from swarmlib import (
+    Swarm,
+    compose_config,
+    docker,
+    from_compose,
+    from_services,
+    log,
+    summary,
+    swarm_state,
+    task_running_since,
+)
 
 FRONTS, HANDLERS = 2, 3
-STACK_ENV = {"M2_IDLE_TIMEOUT": "8", "HANDLER_REQUEST_TIMEOUT": "5", "DISPATCH": "1"}
+STACK_ENV = {"M2_IDLE_TIMEOUT": "8", "HANDLER_REQUEST_TIMEOUT": "5"}
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +35,7 @@ def swarm(engine_before):
     began = time.monotonic()
     try:
         stack.make("swarm-up")
-        log(f"make swarm-up DISPATCH=1 FRONTS={FRONTS} HANDLERS={HANDLERS}: "
+        log(f"make swarm-up FRONTS={FRONTS} HANDLERS={HANDLERS} (the dispatcher, by default): "
             f"{time.monotonic() - began:.1f}s to a converged stack")
         yield stack
     finally:
@@ -33,6 +44,16 @@ def swarm(engine_before):
             stack.make("swarm-down", timeout=240)
         finally:
             assert swarm_state() == engine_before["state"]
+
+
+def test_the_default_is_the_base_files_shape_with_the_dispatcher(swarm):
+    """What Swarm runs (`docker service inspect`) against `docker compose config` of the
+    base file alone: the same services, the dispatcher among them."""
+    expected = from_compose(compose_config("docker-compose.yml", env=swarm.env))
+    running = from_services(swarm.name)
+    assert set(running) == set(expected) == {"db", "mongrel2", "dispatcher", "handler"}
+    for name in expected:
+        assert running[name] == expected[name], name
 
 
 def test_the_dispatcher_runs_and_serves_every_front(swarm):
