@@ -111,7 +111,9 @@ def peak_rss(stack) -> dict[str, int]:
 def upload_hashed(stack, size: int = MAX_REQUEST_BODY_BYTES) -> dict:
     """`size` random bytes (100 MiB, the limit itself) to POST /upload: the app answers the
     SHA-256 and the length it read, and no process of the app grows its peak memory by more
-    than 16 MiB (the body read whole would add 100 MiB: the app reads it in 64 KiB chunks)."""
+    than a quarter of the body, 16 MiB at most (read whole, the body would add all of it:
+    the app reads it in 64 KiB chunks; measured with 100 MiB: 0.1-0.2 MiB in a handler,
+    2-4.5 MiB in a Gunicorn worker)."""
     body = os.urandom(size)
     before = peak_rss(stack)
     started = time.monotonic()
@@ -124,7 +126,7 @@ def upload_hashed(stack, size: int = MAX_REQUEST_BODY_BYTES) -> dict:
     grown = max(after[k] - before[k] for k in after if k in before)
     figures = {"mib": size / (1 << 20), "seconds": round(took, 2), "peak_rss_growth_kib": grown // 1024}
     print(f"[measured] upload through {stack.project}: {figures}")
-    assert grown < 16 << 20, figures
+    assert grown < min(16 << 20, size // 4), figures
     return figures
 
 

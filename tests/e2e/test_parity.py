@@ -228,8 +228,10 @@ def test_a_body_over_the_limit_is_413_json_from_either_door_before_it_is_sent(st
     streams.refused_over_the_limit(stack)
 
 
-def test_a_100_mib_upload_is_hashed_by_either_door_in_bounded_memory(stack):
-    streams.upload_hashed(stack)
+def test_an_upload_is_hashed_by_either_door_in_bounded_memory(stack):
+    # 100 MiB through Gunicorn; behind Mongrel2 the 100 MiB runs on the dispatcher's stacks
+    # (test_dispatch.py), and 8 MiB here shows the default stack's uploads are on (CI time).
+    streams.upload_hashed(stack, streams.MAX_REQUEST_BODY_BYTES if stack.front_door == "wsgi" else 8 << 20)
 
 
 @pytest.mark.parametrize("target", ["/%zz", "/caf%zz", "/json?x=%zz", "/json?x=%4"])
