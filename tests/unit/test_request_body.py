@@ -71,7 +71,7 @@ def test_over_the_limit_the_wsgi_door_answers_413_with_the_limit():
     assert status == 413
     assert json.loads(body)["error"]["details"] == {"limit": 2 << 20, "length": (2 << 20) + 1}
     # chunked (no Content-Length): refused once the stream passes the limit
-    status, _, body = call(adapter, make_environ("POST", "/upload", body=b"x" * ((3 << 20)), content_length=False,
+    status, _, body = call(adapter, make_environ("POST", "/upload", body=b"x" * (3 << 20), content_length=False,
                                                  headers={}) | {"wsgi.input_terminated": True})
     assert status == 413 and json.loads(body)["error"]["details"] == {"limit": 2 << 20}
 
