@@ -9,7 +9,7 @@ Everything is read from the environment, through m2stack.settings (GunicornSetti
                          below the compose stop_grace_period of 15s)
   PORT                   listening port (default 6767, the port of the Mongrel2 stack)
   METRICS_PORT           the merged Prometheus metrics of every worker (default 9100, 0: off)
-  MAX_CONTENT_LENGTH     largest request body, read by the WSGI door (default 20480)
+  MAX_REQUEST_BODY_BYTES largest request body, read by both doors (default 104857600 = 100 MiB)
 """
 
 import math

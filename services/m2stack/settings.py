@@ -17,6 +17,10 @@ from msgspec import Meta, field
 
 S = TypeVar("S", bound=msgspec.Struct)
 
+# One request body limit for both front doors (100 MiB); the app reads a body as a stream,
+# so it bounds disk (mongrel2's temp file, Gunicorn's spool), not a handler's memory.
+MAX_REQUEST_BODY_BYTES = 104_857_600
+
 Positive = Annotated[int, Meta(ge=1)]
 NonNegative = Annotated[int, Meta(ge=0)]
 Seconds = Annotated[float, Meta(ge=0)]
@@ -27,9 +31,21 @@ class SettingsError(SystemExit):
     """A clear exit at start-up instead of a traceback."""
 
 
+# Names no longer read, and what replaced them: set, they stop the process with a message
+# rather than be ignored (a limit silently not applied would be the worst outcome).
+RENAMED = {
+    "MAX_CONTENT_LENGTH": "MAX_REQUEST_BODY_BYTES",   # the WSGI door's limit
+    "HANDLER_MAX_UPLOAD": "MAX_REQUEST_BODY_BYTES",   # the Mongrel2 door's limit
+}
+
+
 def load(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
     environ = os.environ if environ is None else environ
     names = {f.encode_name for f in msgspec.structs.fields(kind)}
+    for old, new in RENAMED.items():
+        if new in names and environ.get(old, "").strip():
+            raise SettingsError(f"{old} is no longer read: set {new} instead (one request body "
+                                "limit for both front doors, in bytes)")
     values = {name: value for name, value in environ.items() if name in names and value.strip()}
     # NAME_FILE names a file holding NAME's value (a Swarm or Compose secret), so a secret
     # never sits in an environment; a trailing newline is not part of it.
@@ -126,8 +142,8 @@ class HandlerSettings(FrontSettings, frozen=True):
     # Where mongrel2 writes bodies over its limits.content_length (its upload.temp_store:
     # M2_UPLOAD_DIR, a directory shared with it on the same host). "": uploads refused.
     upload_dir: str = field(default="", name="HANDLER_UPLOAD_DIR")
-    # The largest upload this handler reads (it is read into memory): 413 JSON above it.
-    max_upload: NonNegative = field(default=268_435_456, name="HANDLER_MAX_UPLOAD")
+    # The largest request body, in bytes: 413 JSON above it (WSGISettings reads the same).
+    max_body: NonNegative = field(default=MAX_REQUEST_BODY_BYTES, name="MAX_REQUEST_BODY_BYTES")
     metrics_port: Port = field(default=9100, name="METRICS_PORT")   # 0: off
     access_log: bool = field(default=True, name="ACCESS_LOG")
     log_level: str = field(default="INFO", name="LOG_LEVEL")
@@ -162,8 +178,8 @@ class DispatcherSettings(FrontSettings, frozen=True):
 class WSGISettings(msgspec.Struct, frozen=True):
     """The WSGI front door inside each Gunicorn worker."""
 
-    # mongrel2's limits.content_length default: one body limit for both doors.
-    max_body: NonNegative = field(default=20480, name="MAX_CONTENT_LENGTH")
+    # The largest request body, in bytes: 413 JSON above it (HandlerSettings reads the same).
+    max_body: NonNegative = field(default=MAX_REQUEST_BODY_BYTES, name="MAX_REQUEST_BODY_BYTES")
     request_timeout: Seconds = field(default=10.0, name="HANDLER_REQUEST_TIMEOUT")
     log_level: str = field(default="INFO", name="LOG_LEVEL")
 

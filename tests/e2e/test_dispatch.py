@@ -49,7 +49,7 @@ IDLE_TIMEOUT = 8        # M2_IDLE_TIMEOUT: mongrel2's reaper, which no test here
 REQUEST_TIMEOUT = test_production.REQUEST_TIMEOUT   # the 504 check below is test_production's
 STACK = {"purpose": "dispatch", "processes": 4,
          "env": {"M2_IDLE_TIMEOUT": str(IDLE_TIMEOUT), "DISPATCH_DEAD_AFTER": str(DEAD_AFTER),
-                 "ACCESS_LOG": "false", "HANDLER_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT), **streams.UPLOAD_ENV}}
+                 "ACCESS_LOG": "false", "HANDLER_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)}}
 pytestmark = pytest.mark.parametrize("stack", DISPATCH, indirect=True, scope="module")
 
 
@@ -286,8 +286,9 @@ def test_a_stream_and_a_download_through_the_dispatcher(stack):
     streams.download_hashed(stack)
 
 
-def test_an_upload_over_the_content_length_through_the_dispatcher(stack):
+def test_a_100_mib_upload_is_hashed_through_the_dispatcher_and_one_byte_more_is_413(stack):
     streams.upload_hashed(stack)
+    streams.refused_over_the_limit(stack)
 
 
 # -- what the README calls "the same" with the dispatcher: the default stack's checks, run here --

@@ -32,7 +32,6 @@ HTTP_PORT = 6767
 # any other difference between the compose file and the stack is drift.
 SWARM_ENV = {
     "db": {"DB_PASSWORD_FILE": "/run/secrets/db_password"},
-    "mongrel2": {"M2_UPLOAD_DIR": ""},
     "handler": {"M2_REQUESTS_ENDPOINT": "tcp://tasks.mongrel2:9997",
                 "M2_RESPONSES_ENDPOINT": "tcp://tasks.mongrel2:9996",
                 "DB_PASSWORD_FILE": "/run/secrets/db_password"},

@@ -16,6 +16,7 @@ from m2stack.protocol import websocket as ws
 from m2stack.settings import HandlerSettings
 
 SENDER = b"4e2b8f0c-1d7a-4c3e-8a55-6b0d9c7e3f12"
+LIMIT = 1000  # MAX_REQUEST_BODY_BYTES in these tests
 
 
 def message(headers: dict, body: bytes = b"", encoding: str = "json", path: str = "/x") -> protocol.Mongrel2Request:
@@ -28,7 +29,7 @@ def no_upload(message):
 
 
 def served(headers: dict, **kwargs):
-    taken = core.request_for(message(headers, **kwargs), no_upload)
+    taken = core.request_for(message(headers, **kwargs), no_upload, LIMIT)
     assert taken is not None
     return taken
 
@@ -84,19 +85,50 @@ def test_a_disconnect_notice_is_a_json_control_message():
 def test_an_upload_start_notice_is_not_answered_and_its_done_message_is_the_body(tmp_path):
     path = tmp_path / "upload.AbC123"
     path.write_bytes(b"x" * 300)
-    uploads = Uploads(HandlerSettings(upload_dir=str(tmp_path)))
+    uploads = Uploads(HandlerSettings(upload_dir=str(tmp_path), max_body=LIMIT))
     start = {"METHOD": "POST", "content-length": "300", core.UPLOAD_START: str(path)}
-    assert core.request_for(message(start), uploads.take) is None
-    request, close = core.request_for(message({**start, core.UPLOAD_DONE: str(path)}), uploads.take)
-    assert request.body == b"x" * 300 and request.error is None and not close
-    assert core.UPLOAD_START not in request.headers and not path.exists()
+    assert core.request_for(message(start), uploads.take, LIMIT) is None
+    request, close = core.request_for(message({**start, core.UPLOAD_DONE: str(path)}), uploads.take, LIMIT)
+    assert request.error is None and not close
+    assert core.UPLOAD_START not in request.headers and not path.exists()  # unlinked once open
+    assert request.body_size == 300
+    assert list(request.iter_body(128)) == [b"x" * 128, b"x" * 128, b"x" * 44]
+    request.close_body()
+
+
+def test_a_declared_length_over_the_limit_is_refused_at_the_start_notice(tmp_path):
+    # Answered (413, close) while mongrel2 is still writing: the client is not kept sending.
+    path = tmp_path / "upload.AbC123"
+    path.write_bytes(b"x" * 10)  # what mongrel2 has written so far
+    uploads = Uploads(HandlerSettings(upload_dir=str(tmp_path), max_body=LIMIT))
+    start = {"METHOD": "POST", "content-length": str(LIMIT + 1), core.UPLOAD_START: str(path)}
+    request, close = core.request_for(message(start), uploads.take, LIMIT)
+    assert close and request.error is not None and request.error.status == 413
+    assert request.error.details == {"limit": LIMIT, "length": LIMIT + 1}
+    assert not path.exists()
+
+
+def test_a_body_within_mongrel2s_content_length_but_over_the_limit_is_413_and_close():
+    request, close = served({"METHOD": "POST", "content-length": str(LIMIT + 1)}, body=b"x" * (LIMIT + 1))
+    assert close and request.error is not None and request.error.status == 413
+    assert request.error.details == {"limit": LIMIT, "length": LIMIT + 1}
+    request, close = served({"METHOD": "POST", "content-length": str(LIMIT)}, body=b"x" * LIMIT)
+    assert request.error is None and request.body == b"x" * LIMIT
+
+
+def test_a_streamed_upload_is_refused_with_501_and_close():
+    # mongrel2's upload.stream: the first message carries only the body's first bytes.
+    request, close = served({"METHOD": "POST", "content-length": "50000", core.UPLOAD_STREAM: "0"},
+                            body=b"x" * 100)
+    assert close and request.error is not None and request.error.status == 501
+    assert "upload.temp_store" in request.error.message
 
 
 def test_upload_headers_a_client_sends_get_a_400_and_close(tmp_path):
     uploads = Uploads(HandlerSettings(upload_dir=str(tmp_path)))
     forged = {"METHOD": "POST", "content-length": "3", core.UPLOAD_START: "/etc/passwd",
               core.UPLOAD_DONE: "/etc/passwd"}
-    request, close = core.request_for(message(forged, body=b"abc"), uploads.take)
+    request, close = core.request_for(message(forged, body=b"abc"), uploads.take, LIMIT)
     assert close and isinstance(request.error, HTTPError) and request.error.status == 400
 
 

@@ -114,9 +114,52 @@ def test_the_done_message_becomes_the_body_and_the_file_goes(tmp_path):
     uploads = uploads_in(tmp_path)
     start = {"content-length": "30000", "x-mongrel2-upload-start": str(path)}
     assert uploads.take(upload_message(start)) is None  # the start notice: nothing to do
-    taken = uploads.take(upload_message({**start, "x-mongrel2-upload-done": str(path)}))
-    assert taken.body == b"x" * 30_000 and not path.exists()
+    taken, body = uploads.take(upload_message({**start, "x-mongrel2-upload-done": str(path)}))
+    assert not path.exists()  # unlinked as soon as it is open: gone whatever happens next
+    assert body.read(40_000) == b"x" * 30_000 and body.read(1) == b""
+    body.close()
     assert "x-mongrel2-upload-done" not in taken.headers
+
+
+def test_a_chunked_upload_has_no_content_length_and_is_taken_at_its_size(tmp_path):
+    # mongrel2 1.12 writes every chunked body to temp_store, whatever its size.
+    path = tmp_path / "upload.Chunk1"
+    path.write_bytes(b"y" * 5000)
+    uploads = uploads_in(tmp_path)
+    start = {"transfer-encoding": "chunked", "x-mongrel2-upload-start": str(path)}
+    assert uploads.take(upload_message(start)) is None
+    _, body = uploads.take(upload_message({**start, "x-mongrel2-upload-done": str(path)}))
+    assert body.size == 5000 and body.read(10_000) == b"y" * 5000
+    body.close()
+
+
+def test_a_chunked_upload_over_the_limit_is_413_once_written(tmp_path):
+    import pytest
+
+    from m2stack.app import HTTPError
+    path = tmp_path / "upload.Chunk2"
+    path.write_bytes(b"y" * 5000)
+    uploads = uploads_in(tmp_path, max_body=4096)
+    start = {"transfer-encoding": "chunked", "x-mongrel2-upload-start": str(path)}
+    assert uploads.take(upload_message(start)) is None  # no length to judge by yet
+    with pytest.raises(HTTPError) as caught:
+        uploads.take(upload_message({**start, "x-mongrel2-upload-done": str(path)}))
+    assert caught.value.status == 413 and caught.value.details == {"limit": 4096, "length": 5000}
+    assert not path.exists()
+
+
+def test_a_done_message_whose_file_is_elsewhere_is_503(tmp_path):
+    # A genuine message (only mongrel2 sends an empty body with a positive length) whose
+    # file is not here: mongrel2 wrote it on another host's volume.
+    import pytest
+
+    from m2stack.app import HTTPError
+    path = tmp_path / "upload.Gone12"
+    uploads = uploads_in(tmp_path)
+    with pytest.raises(HTTPError) as caught:
+        uploads.take(upload_message({"content-length": "5", "x-mongrel2-upload-start": str(path),
+                                     "x-mongrel2-upload-done": str(path)}))
+    assert caught.value.status == 503 and "HANDLER_UPLOAD_DIR" in caught.value.message
 
 
 def test_spoofed_or_odd_upload_messages_are_refused(tmp_path):
@@ -148,7 +191,7 @@ def test_over_the_maximum_is_413_and_the_file_goes(tmp_path):
     from m2stack.app import HTTPError
     path = tmp_path / "upload.big"
     path.write_bytes(b"x" * 5000)
-    uploads = uploads_in(tmp_path, max_upload=4096)
+    uploads = uploads_in(tmp_path, max_body=4096)
     with pytest.raises(HTTPError) as caught:
         uploads.take(upload_message({"content-length": "5000", "x-mongrel2-upload-start": str(path),
                                      "x-mongrel2-upload-done": str(path)}))

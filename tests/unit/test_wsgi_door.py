@@ -226,7 +226,7 @@ def test_an_unpatched_process_runs_on_the_blocking_hub():
 
 def test_module_level_application_serves_the_demo_app(monkeypatch):
     run_wsgi._adapter.cache_clear()
-    monkeypatch.setenv("MAX_CONTENT_LENGTH", "5")
+    monkeypatch.setenv("MAX_REQUEST_BODY_BYTES", "5")
     try:
         status, headers, _ = call(run_wsgi.application, make_environ())
         assert status == 200 and header(headers, "X-Front-Door") == "wsgi"

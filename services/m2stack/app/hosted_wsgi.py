@@ -7,7 +7,6 @@ decoding, bounded body) and the same final headers from `App.finish`.
 
 from __future__ import annotations
 
-import io
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, cast
@@ -43,7 +42,7 @@ def environ_for(request: Request, hub_name: str) -> dict[str, Any]:
         "REMOTE_ADDR": request.remote_addr,
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": request.scheme,
-        "wsgi.input": io.BytesIO(request.body),
+        "wsgi.input": request.body_file,  # streamed: a large upload is never whole in memory
         "wsgi.input_terminated": True,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,   # greenlets: many requests at once in one process
@@ -64,8 +63,9 @@ def environ_for(request: Request, hub_name: str) -> dict[str, Any]:
             environ["HTTP_" + name.upper().replace("-", "_")] = value
     # What wsgi.input really holds, and only when there is a body (or the client declared
     # one), as a WSGI server does: apps tell "no body" from "empty body" by its absence.
-    if request.body or "content-length" in request.headers:
-        environ["CONTENT_LENGTH"] = str(len(request.body))
+    size = request.body_size
+    if size is not None and (size or "content-length" in request.headers):
+        environ["CONTENT_LENGTH"] = str(size)
     else:
         environ.pop("CONTENT_LENGTH", None)
     return environ

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from http.cookies import SimpleCookie
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 import msgspec
@@ -19,6 +21,24 @@ T = TypeVar("T")
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 _json_decoder = msgspec.json.Decoder()
+BODY_CHUNK = 65_536  # bytes per read of a streamed body
+
+
+def body_too_large(limit: int, length: int | None = None) -> HTTPError:
+    """The one 413 of every front door: the limit (MAX_REQUEST_BODY_BYTES), and the declared
+    length when there was one."""
+    details: dict[str, Any] = {"limit": limit}
+    if length is not None:
+        details["length"] = length
+    return HTTPError(413, "request body too large", details=details)
+
+
+class BodySource(Protocol):
+    """A body a front door has not read into memory (a file mongrel2 wrote, a spooled
+    upload): read(size) returns at most `size` bytes, b"" at the end, and may raise
+    HTTPError (400, 413) for a body that turns out bad. The door closes it."""
+
+    def read(self, size: int, /) -> bytes: ...
 
 
 def _strict_unquote(raw: bytes, what: str) -> str:
@@ -49,17 +69,23 @@ def _parse_query(raw: bytes) -> dict[str, list[str]]:
 class Request:
     """One HTTP request, as every front door hands it to the app."""
 
-    __slots__ = ("method", "path", "query", "headers", "body", "version",
-                 "remote_addr", "peer_addr", "scheme", "request_id", "error", "_cookies")
+    __slots__ = ("method", "path", "query", "headers", "version", "remote_addr", "peer_addr",
+                 "scheme", "request_id", "error", "_cookies", "_body", "_source", "_streamed")
 
     def __init__(self, method: str, path: str, query: dict[str, list[str]],
-                 headers: dict[str, str], body: bytes, *, version: str = "HTTP/1.1",
+                 headers: dict[str, str], body: bytes | BodySource, *, version: str = "HTTP/1.1",
                  remote_addr: str = "", scheme: str = "http", request_id: str = ""):
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers  # lower-case names; repeated headers joined with ", "
-        self.body = body
+        # The body: bytes, or a source read on demand (`body`, `iter_body`, `body_file`).
+        if isinstance(body, bytes):
+            self._body: bytes | None = body
+            self._source: BodySource | None = None
+        else:
+            self._body, self._source = None, body
+        self._streamed = False
         self.version = version
         # The client's address and scheme: those of the connection, until `App.handle` takes
         # them from a trusted proxy's headers (FORWARDED_ALLOW_IPS, app/forwarded.py).
@@ -72,7 +98,7 @@ class Request:
 
     @classmethod
     def from_raw(cls, method: str, raw_path: bytes, raw_query: bytes,
-                 headers: dict[str, str], body: bytes, **kwargs: Any) -> Request:
+                 headers: dict[str, str], body: bytes | BodySource, **kwargs: Any) -> Request:
         """Build from wire bytes. Undecodable path or query is not raised here: it is
         kept in `error`, and `App.handle` answers it with a 400 like any other error."""
         try:
@@ -83,6 +109,60 @@ class Request:
             request.error = exc
             return request
         return cls(method, path, query, headers, body, **kwargs)
+
+    # -- the body: whole, or as a stream (a large upload need not fit in memory) -----------
+
+    @property
+    def body(self) -> bytes:
+        """The whole body, read into memory at the first access."""
+        if self._body is None:
+            if self._streamed:
+                raise RuntimeError("the request body was already read as a stream")
+            self._body = b"".join(self.iter_body())
+            self._streamed = False
+        return self._body
+
+    @body.setter
+    def body(self, value: bytes) -> None:
+        self._body, self._source, self._streamed = value, None, False
+
+    def iter_body(self, chunk_size: int = BODY_CHUNK) -> Iterator[bytes]:
+        """The body in chunks of at most `chunk_size` bytes, read as they are asked for:
+        however large the upload, this holds one chunk. Once only, unless `body` read it."""
+        body = self._body
+        if body is not None:
+            for start in range(0, len(body), chunk_size):
+                yield body[start:start + chunk_size]
+            return
+        if self._streamed:
+            raise RuntimeError("the request body was already read as a stream")
+        self._streamed = True
+        source = self._source
+        if source is None:
+            return
+        while chunk := source.read(chunk_size):
+            yield chunk
+
+    @property
+    def body_size(self) -> int | None:
+        """The body's length without reading it, when known (in memory, or a source with a
+        `size`); None otherwise."""
+        if self._body is not None:
+            return len(self._body)
+        size = getattr(self._source, "size", None)
+        return size if isinstance(size, int) else None
+
+    def close_body(self) -> None:
+        """Release the body's source (its file): the front door calls it once answered."""
+        source, self._source = self._source, None
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+
+    @property
+    def body_file(self) -> io.BufferedReader:
+        """The body as a binary file (read, readline, iteration), streamed like `iter_body`."""
+        return io.BufferedReader(_ChunksReader(self.iter_body()), BODY_CHUNK)
 
     def argument(self, name: str, default: str | None = None) -> str | None:
         """The last value of a query argument (Brubeck's get_argument)."""
@@ -147,6 +227,25 @@ class Request:
         if self.version == "HTTP/1.0":
             return "keep-alive" not in connection
         return "close" in connection
+
+
+class _ChunksReader(io.RawIOBase):
+    """An iterator of chunks as a raw binary stream (for io.BufferedReader)."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self.chunks = chunks
+        self.left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self.left:
+            self.left = next(self.chunks, b"")
+        size = min(len(buffer), len(self.left))
+        buffer[:size] = self.left[:size]
+        self.left = self.left[size:]
+        return size
 
 
 def new_request_id(offered: str | None = None) -> str:

@@ -6,7 +6,7 @@
     fanout.py   /fanout (outbound HTTP)
     chat.py     /ws/echo /ws/chat (WebSocket; the chat fans out through PostgreSQL LISTEN/NOTIFY)
     streaming.py /stream /events /download (streamed bodies)
-    uploads.py  POST /upload (size and SHA-256 of the body; large ones via mongrel2's temp_store)
+    uploads.py  POST /upload (length and SHA-256 of the body, read as a stream)
 
 `create_app` is the one factory (the default `APP`, served like any team's own): the
 database pool and the fan-out client are built here, once per process, on the hub that

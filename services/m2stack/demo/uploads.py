@@ -1,7 +1,8 @@
-"""POST /upload: the size and SHA-256 of the request body.
+"""POST /upload: the length and SHA-256 of the request body, read as a stream.
 
-Through the Mongrel2 door a body over mongrel2's limits.content_length arrives via
-upload.temp_store (doors/mongrel2_uploads.py); the endpoint sees an ordinary body.
+However large the body (up to MAX_REQUEST_BODY_BYTES), the endpoint holds one chunk of it
+at a time: through the Mongrel2 door it is mongrel2's temp_store file, through the WSGI door
+Gunicorn's spooled copy; either way `request.iter_body()` (doors/body.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ routes = Router()
 @routes.route("/upload")
 class Upload(Endpoint):
     def post(self) -> Response:
-        body = self.request.body
-        return self.json({"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+        digest, length = hashlib.sha256(), 0
+        for chunk in self.request.iter_body():
+            digest.update(chunk)
+            length += len(chunk)
+        return self.json({"bytes": length, "sha256": digest.hexdigest()})
 
     put = post

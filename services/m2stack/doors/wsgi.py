@@ -8,17 +8,26 @@ server owns. What Gunicorn loads is `m2stack.run_wsgi:application`.
 
 from __future__ import annotations
 
+import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
 from m2stack import httpspec
-from m2stack.app import App, HTTPError, Request, Response
+from m2stack.app import App, HTTPError, Request, Response, body_too_large
 from m2stack.app.response import close_stream
+from m2stack.doors.body import FileBody
 from m2stack.hubs import AppHub
 
 Environ = dict[str, Any]
 _UNRESERVED = "/!$&'()*+,;=:@-._~"  # pchar minus '%': what quote() may leave as is in a path
+# A body up to this size is read into memory; a larger one is spooled to a temporary file
+# (/tmp, a tmpfs in the image) before the app runs, as mongrel2 does with its temp_store:
+# the app's deadline then starts with the whole body there, whatever the client's speed,
+# and the app reads it as a stream.
+SPOOL_IN_MEMORY = 1 << 20
+_READ = 65536
 
 def _raw_target(environ: Environ) -> tuple[bytes, bytes]:
     """The path and query as the client sent them (still percent-encoded)."""
@@ -52,8 +61,9 @@ def _headers_from_environ(environ: Environ) -> dict[str, str]:
     return headers
 
 
-def _read_body(environ: Environ, limit: int) -> bytes:
-    """Read the declared body, refusing more than `limit` bytes without reading them."""
+def _read_body(environ: Environ, limit: int) -> bytes | FileBody:
+    """Read the declared body, refusing more than `limit` bytes without reading them: the
+    bytes, or a file positioned at its start (the caller closes it) for a large one."""
     stream = environ["wsgi.input"]
     declared = environ.get("CONTENT_LENGTH", "")
     if declared:
@@ -61,25 +71,43 @@ def _read_body(environ: Environ, limit: int) -> bytes:
             raise HTTPError(400, "invalid Content-Length", details={"content_length": declared[:40]})
         length = int(declared)
         if length > limit:
-            raise HTTPError(413, "request body too large", details={"limit": limit, "length": length})
+            raise body_too_large(limit, length)
     elif environ.get("wsgi.input_terminated"):
         length = -1  # chunked: the server ends the stream at the end of the body
     else:
         return b""
-    chunks, size = [], 0
-    while length < 0 or size < length:
-        want = (length - size) if length >= 0 else (limit + 1 - size)
-        chunk = stream.read(min(want, 65536))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise HTTPError(413, "request body too large", details={"limit": limit})
-    if length >= 0 and size < length:
-        raise HTTPError(400, "request body shorter than Content-Length",
-                        details={"content_length": length, "received": size})
-    return b"".join(chunks)
+    chunks: list[bytes] = []
+    spool: IO[bytes] | None = None
+    size = 0
+    try:
+        while length < 0 or size < length:
+            want = (length - size) if length >= 0 else (limit + 1 - size)
+            chunk = stream.read(min(want, _READ))
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise body_too_large(limit)
+            if spool is None and size > SPOOL_IN_MEMORY:
+                spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the request)
+                spool.writelines(chunks)
+                chunks.clear()
+            if spool is None:
+                chunks.append(chunk)
+            else:
+                spool.write(chunk)
+        if length >= 0 and size < length:
+            raise HTTPError(400, "request body shorter than Content-Length",
+                            details={"content_length": length, "received": size})
+    except BaseException:
+        if spool is not None:
+            spool.close()
+        raise
+    if spool is None:
+        return b"".join(chunks)
+    spool.seek(0)
+    # time.sleep is the worker's hub's (Gunicorn's worker patched it): a turn for others.
+    return FileBody(spool, size, lambda: time.sleep(0))
 
 
 def build_request(environ: Environ, max_body: int) -> Request:
@@ -116,7 +144,11 @@ class WSGIAdapter:
         return self.app.handle_within(request, self.request_timeout, self.hub.Timeout)
 
     def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        response = self.handle(build_request(environ, self.max_body))
+        request = build_request(environ, self.max_body)
+        try:
+            response = self.handle(request)
+        finally:
+            request.close_body()  # a spooled body's file
         headers = [(name, value) for name, value in response.headers
                    if name.lower() not in httpspec.HOP_BY_HOP]
         start_response(f"{response.status} {response.reason}", headers)

@@ -15,7 +15,7 @@ from functools import partial
 
 import msgspec
 
-from m2stack.app import App, HTTPError, Request, Response, error_response
+from m2stack.app import App, BodySource, HTTPError, Request, Response, body_too_large, error_response
 from m2stack.protocol import http
 from m2stack.protocol import mongrel2 as protocol
 from m2stack.protocol import websocket as ws
@@ -29,15 +29,19 @@ decode_headers = msgspec.json.Decoder(dict[str, str | list[str]]).decode
 NOT_HTTP = frozenset({"JSON", "WEBSOCKET_HANDSHAKE", "WEBSOCKET"})
 UPLOAD_START = "x-mongrel2-upload-start"
 UPLOAD_DONE = "x-mongrel2-upload-done"
+# mongrel2's `upload.stream = 1` sends a large body as a series of messages, the first with
+# the request's headers and its first bytes, each marked with this (upper-case: mongrel2's
+# own) header. Not supported (docs/streaming.md, "Streamed uploads"): refused with 501.
+UPLOAD_STREAM = "UPLOAD_STREAM"
 
 # How a message ended, for the intake that handed it in (dispatched.py acknowledges by it).
 SERVED, CLOSED, KEPT_OPEN, WITHHELD = 0, 1, 2, 3
 
 LAST_CHUNK = b"0\r\n\r\n"
 
-# take_upload(message): the message with its body read from mongrel2's file, None for the
-# notice that an upload started, or HTTPError (uploads.py `Uploads.take`)
-TakeUpload = Callable[[protocol.Mongrel2Request], "protocol.Mongrel2Request | None"]
+# take_upload(message): the message and its body from mongrel2's file, None for the notice
+# that an upload started, or HTTPError (uploads.py `Uploads.take`)
+TakeUpload = Callable[[protocol.Mongrel2Request], "tuple[protocol.Mongrel2Request, BodySource] | None"]
 
 
 # parse(raw): one message from mongrel2 (ProtocolError if malformed); a partial, not a
@@ -57,8 +61,9 @@ def headers_for_app(raw: dict[str, str | list[str]]) -> dict[str, str]:
     return headers
 
 
-def build_request(message: protocol.Mongrel2Request) -> Request:
-    """Mongrel2's message to the app's Request (percent-decoding is the app's job)."""
+def build_request(message: protocol.Mongrel2Request, body: BodySource | None = None) -> Request:
+    """Mongrel2's message to the app's Request (percent-decoding is the app's job); `body`:
+    its body when not in the message (an upload's file)."""
     meta = message.headers
     raw_query = meta.get("QUERY", "")
     request = Request.from_raw(
@@ -66,7 +71,7 @@ def build_request(message: protocol.Mongrel2Request) -> Request:
         str(meta.get("PATH", message.path)).encode("utf-8", "surrogateescape"),
         str(raw_query).encode("utf-8", "surrogateescape"),
         headers_for_app(meta),
-        message.body,
+        message.body if body is None else body,
         version=str(meta.get("VERSION", "HTTP/1.1")),
         remote_addr=str(meta.get("REMOTE_ADDR", "")),
         scheme="https" if meta.get("URL_SCHEME") == "https" else "http",  # set by mongrel2 itself
@@ -85,23 +90,35 @@ def conflicting_lengths(meta: dict[str, str | list[str]]) -> bool:
     return isinstance(lengths, list) and len({value.strip() for value in lengths}) > 1
 
 
-def request_for(message: protocol.Mongrel2Request, take_upload: TakeUpload) -> tuple[Request, bool] | None:
+def request_for(message: protocol.Mongrel2Request, take_upload: TakeUpload,
+                max_body: int) -> tuple[Request, bool] | None:
     """The app's request for an HTTP message, and whether the connection closes after its
-    answer whatever the client asked (a smuggling attempt, a refused upload); None for
-    mongrel2's upload-start notice, which nothing answers. `take_upload`: uploads.py."""
+    answer whatever the client asked (a smuggling attempt, a refused body); None for
+    mongrel2's upload-start notice, which nothing answers unless it is refused (a body over
+    `max_body`, MAX_REQUEST_BODY_BYTES: 413). `take_upload`: uploads.py."""
     meta = message.headers
-    if UPLOAD_START in meta or UPLOAD_DONE in meta:
+    refused: HTTPError | None = None
+    body: BodySource | None = None
+    if UPLOAD_STREAM in meta:
+        refused = HTTPError(501, "streamed uploads (mongrel2's upload.stream) are not supported: "
+                                 "configure upload.temp_store (M2_UPLOAD_DIR) instead")
+    elif UPLOAD_START in meta or UPLOAD_DONE in meta:
         try:
             taken = take_upload(message)
-        except HTTPError as refused:
-            request = build_request(message)
-            request.error = refused
-            return request, True
-        if taken is None:
-            return None
-        message = taken
-    request = build_request(message)
-    meta = message.headers
+        except HTTPError as exc:
+            refused = exc
+        else:
+            if taken is None:
+                return None
+            message, body = taken
+            meta = message.headers
+    elif len(message.body) > max_body:  # under mongrel2's limits.content_length, over ours
+        refused = body_too_large(max_body, len(message.body))
+    if refused is not None:
+        request = build_request(message)
+        request.error = refused
+        return request, True
+    request = build_request(message, body)
     return request, request.wants_close or ("content-length" in meta and conflicting_lengths(meta))
 
 

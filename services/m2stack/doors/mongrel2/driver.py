@@ -82,7 +82,7 @@ class Mongrel2Door:
         self.served = 0
         self.websockets = WebSockets(hub, app, self.fronts)
         self.streams = Streams(hub, app, settings, self.fronts)
-        self.uploads = Uploads(settings)
+        self.uploads = Uploads(settings, lambda: hub.sleep(0))
 
     # -- one message -------------------------------------------------------------------
 
@@ -97,12 +97,15 @@ class Mongrel2Door:
         method = message.headers["METHOD"]  # a str: parse_request checked
         if method in NOT_HTTP:
             return self.handle_other(message, method, front)
-        taken = core.request_for(message, self.uploads.take)
+        taken = core.request_for(message, self.uploads.take, self.settings.max_body)
         if taken is None:
             return SERVED  # mongrel2's "upload started" notice
         request, close = taken
-        started = time.perf_counter()
-        response = self.handle_in_time(request, started)
+        try:
+            started = time.perf_counter()
+            response = self.handle_in_time(request, started)
+        finally:
+            request.close_body()  # an upload's file: its space is freed now
         if response.stream is not None:
             streamed = self.streams.send(front, message, request, response, close,
                                          lambda: self.intake.hold(ticket))
