@@ -120,7 +120,7 @@ ps: compose-v2 ## list the containers
 # (E2E_UNTIMED: each waits for containers far more than it computes). The build's log goes
 # to build/images.log and is shown if it fails; the Swarm suite's to build/swarm.log.
 E2E_UNTIMED := tests/e2e/test_compare.py tests/e2e/test_example_service.py tests/e2e/test_example_flask.py \
-  tests/e2e/test_tls.py
+  tests/e2e/test_tls.py tests/e2e/test_monitoring.py
 SWARM_PYTEST = COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/swarm
 test: base-image ca-certs compose-v2 ## every test: lint, unit, integration, end-to-end (the notes example's included), Swarm
 	@mkdir -p build; set +e; \

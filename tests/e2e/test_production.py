@@ -424,27 +424,7 @@ def test_metrics_count_exactly_what_was_served(stack):
         assert metrics.has("m2stack_event_loop_lag_seconds") and metrics.has("m2stack_in_flight_requests")
 
 
-def test_prometheus_overlay_discovers_every_scaled_handler(stacks):
-    stack = stacks.up("mongrel2-gevent", "monitoring", processes=3, extra_files=("compose/monitoring.yml",),
-                      env={"PROMETHEUS_PUBLISH": "127.0.0.1:0"})
-    try:
-        prometheus_id, = stack.container_ids("prometheus")
-        port = stack.inspect(prometheus_id)["NetworkSettings"]["Ports"]["9090/tcp"][0]["HostPort"]
-        url = f"http://127.0.0.1:{port}/api/v1/targets"
-        expected = {f"{stack.back_ip(cid)}:9100" for cid in stack.app_ids()}
-
-        def handlers_up():
-            targets = requests.get(url, timeout=5).json()["data"]["activeTargets"]
-            return {t["labels"]["instance"] for t in targets
-                    if t["labels"]["job"] == "handler" and t["health"] == "up"} == expected
-
-        wait_until(handlers_up, 60, "Prometheus to scrape all three handlers", interval=1)
-    finally:
-        stacks.down(stack)
-
-
 # -- 8. nothing secret in an image ----------------------------------------------------------------------
-# Last in the module: the overlay test above builds the Prometheus image if it was missing.
 
 # Words that name a secret, followed by a value (an empty one, or a reference like
 # $DB_PASSWORD, is not a secret).
