@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import subprocess
 import time
@@ -174,8 +175,8 @@ def test_dispatcher_restarted_fires_after_a_restart_in_place(stack, prometheus):
 
 def scrape_jobs() -> dict[str, tuple[set[str], int]]:
     """job: (the DNS names it looks up, their port), from prometheus.yml."""
-    # The test venv carries no YAML parser: `compose config` is not for this file, and the
-    # jobs are a few lines of a fixed shape.
+    # The e2e venv has no YAML parser, and the jobs are a few lines of a fixed shape (one
+    # it does not read fails the test below, never passes it).
     text = PROMETHEUS_CONFIG.read_text()
     jobs = {}
     for block in re.split(r"\n  - job_name: ", text)[1:]:
@@ -196,15 +197,20 @@ def test_every_process_with_metrics_is_scraped_in_every_variant(variant, docker_
     for file in (*VARIANTS[variant].files, "compose/monitoring.yml"):
         command += ["-f", str(ROOT / file)]
     out = subprocess.run([*command, "config", "--format", "json"], cwd=ROOT, capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin", "DB_PASSWORD": "unused", "HOME": "/tmp"})
+                         env=dict(os.environ, DB_PASSWORD="unused"))
     assert out.returncode == 0, out.stderr[-2000:]
     services = json.loads(out.stdout)["services"]
     jobs = scrape_jobs()
+    assert set(jobs) == {"handler", "dispatcher"}, jobs
     prometheus_networks = set(services["prometheus"]["networks"])
     # What serves metrics: the app (METRICS_PORT, default 9100) and the dispatcher (9101).
     expected = {VARIANTS[variant].app_service: ("handler", 9100)}
     if "dispatcher" in services:
         expected["dispatcher"] = ("dispatcher", 9101)
+    # ... and no other service says it serves any.
+    said = {name for name, service in services.items()
+            if {"METRICS_PORT", "DISPATCH_METRICS_PORT"} & set(service.get("environment") or {})}
+    assert said <= set(expected), said
     for service, (job, port) in expected.items():
         environment = services[service].get("environment") or {}
         assert environment.get("METRICS_PORT" if job == "handler" else "DISPATCH_METRICS_PORT") in ("", None, str(port))
