@@ -10,7 +10,9 @@ as the image carries them) seen firing and clearing, and the console page.
 
 Prometheus scrapes and evaluates every second here (PROMETHEUS_SCRAPE_INTERVAL and
 PROMETHEUS_EVALUATION_INTERVAL; production: 5 s and 15 s), so the wait is the rules' own
-`for:`. No time bound is asserted: the Makefile runs this module in E2E_UNTIMED.
+`for:`. No time bound is asserted: the Makefile runs this module in E2E_UNTIMED, first,
+because a `docker swarm leave` on the engine wipes the DNS names of the containers then up
+and this module resolves names for its whole minute (docs/testing-time.md).
 """
 
 from __future__ import annotations
