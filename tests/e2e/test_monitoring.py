@@ -129,6 +129,9 @@ def test_the_console_page_shows_the_stacks_figures(stack, prometheus):
     front, = page["front_requests_per_second"]
     assert number(front) > 0
     assert number(page["errors_5xx_per_second"][0]) < number(page["requests_per_second"][0])
+    # Its stylesheet is the package's own web UI's, served by the same Prometheus.
+    stylesheet, = re.findall(r'<link rel="stylesheet" href="([^"]+)"', prometheus.console("stack.html"))
+    assert requests.get(prometheus.url + stylesheet, timeout=10).status_code == 200, stylesheet
 
 
 @on_the_dispatcher_stack
