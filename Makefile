@@ -127,10 +127,11 @@ ps: compose-v2 ## list the containers
 # or a ratio, alone; then the Swarm suite beside the end-to-end modules that assert no time
 # (E2E_UNTIMED: each waits for containers far more than it computes). The build's log goes
 # to build/images.log and is shown if it fails; the Swarm suite's to build/swarm.log.
-# A swarm leave breaks name resolution in every container then up (docs/swarm.md), so the
-# Swarm suite's leaves wait on SWARM_LEAVE_LOCK until no e2e stack is up.
-E2E_UNTIMED := tests/e2e/test_compare.py tests/e2e/test_example_service.py tests/e2e/test_example_flask.py \
-  tests/e2e/test_tls.py tests/e2e/test_shapes.py
+# test_monitoring.py first: it needs Docker's DNS for its whole minute. A swarm leave breaks
+# name resolution in every container then up (docs/swarm.md), so besides, the Swarm suite's
+# leaves wait on SWARM_LEAVE_LOCK until no e2e stack is up.
+E2E_UNTIMED := tests/e2e/test_monitoring.py tests/e2e/test_compare.py tests/e2e/test_example_service.py \
+  tests/e2e/test_example_flask.py tests/e2e/test_tls.py tests/e2e/test_shapes.py
 SWARM_PYTEST = COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/swarm
 test: base-image ca-certs compose-v2 ## every test: lint, unit, integration, end-to-end (the notes example's included), Swarm
 	@mkdir -p build; set +e; \

@@ -427,29 +427,7 @@ def test_metrics_count_exactly_what_was_served(stack):
         assert metrics.has("m2stack_event_loop_lag_seconds") and metrics.has("m2stack_in_flight_requests")
 
 
-def test_prometheus_overlay_discovers_every_scaled_handler_and_the_dispatcher(stacks):
-    """On the default shape, as README's monitoring command brings it up."""
-    stack = stacks.up("mongrel2-gevent-dispatch", "monitoring", processes=3, extra_files=("compose/monitoring.yml",),
-                      env={"PROMETHEUS_PUBLISH": "127.0.0.1:0"})
-    try:
-        prometheus_id, = stack.container_ids("prometheus")
-        dispatcher_id, = stack.container_ids("dispatcher")
-        port = stack.inspect(prometheus_id)["NetworkSettings"]["Ports"]["9090/tcp"][0]["HostPort"]
-        url = f"http://127.0.0.1:{port}/api/v1/targets"
-        expected = {("handler", f"{stack.back_ip(cid)}:9100") for cid in stack.app_ids()}
-        expected.add(("dispatcher", f"{stack.back_ip(dispatcher_id)}:9101"))
-
-        def all_up():
-            targets = requests.get(url, timeout=5).json()["data"]["activeTargets"]
-            return {(t["labels"]["job"], t["labels"]["instance"]) for t in targets if t["health"] == "up"} == expected
-
-        wait_until(all_up, 60, "Prometheus to scrape all three handlers and the dispatcher", interval=1)
-    finally:
-        stacks.down(stack)
-
-
 # -- 8. nothing secret in an image ----------------------------------------------------------------------
-# Last in the module: the overlay test above builds the Prometheus image if it was missing.
 
 # Words that name a secret, followed by a value (an empty one, or a reference like
 # $DB_PASSWORD, is not a secret).
