@@ -130,13 +130,14 @@ def upload_hashed(stack, size: int = MAX_REQUEST_BODY_BYTES) -> dict:
     return figures
 
 
-def refused_over_the_limit(stack, limit: int = MAX_REQUEST_BODY_BYTES) -> None:
+def refused_over_the_limit(stack, limit: int = MAX_REQUEST_BODY_BYTES, path: str = "/upload",
+                           content_type: str = "application/octet-stream") -> None:
     """A body declared one byte over the limit gets 413 JSON saying the limit while the
     client has sent only 64 KiB of it: nobody waits for the rest. Behind Mongrel2 the
     connection closes with the answer."""
     with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as sock:
-        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: e2e\r\nContent-Type: application/octet-stream\r\n"
-                     b"Content-Length: %d\r\n\r\n" % (limit + 1) + b"x" * 65_536)
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: e2e\r\nContent-Type: {content_type}\r\n".encode()
+                     + b"Content-Length: %d\r\n\r\n" % (limit + 1) + b"x" * 65_536)
         head, body = read_response(sock)  # the socket's 10 s timeout: a hung client fails here
         status, headers = parse_head(head)
         assert status == 413, head

@@ -41,6 +41,7 @@ from stack import (
     starved_handler,
     wait_outcomes,
 )
+from streams import MAX_REQUEST_BODY_BYTES
 from support import parse_head, send_raw, wait_until
 
 WAIT_BOUND = IDLE_TIMEOUT + 2 + 2   # reaper limit + 2 ticks of 1 s + scheduling slack
@@ -240,6 +241,8 @@ def get(target: str, *extra: str) -> bytes:
 
 APP, MONGREL2_ITSELF, GUNICORN = "app", "mongrel2", "gunicorn"
 TRICKLED = b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n"  # one byte every 200 ms
+OVERSIZED = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             b"Content-Length: %d\r\n\r\n" % (MAX_REQUEST_BODY_BYTES + 1) + b"a" * 65_536)
 
 # (name, raw request, (status, answered by) behind Mongrel2, (status, answered by) under
 # Gunicorn). "app" answers carry the app's JSON error body; the others come from the
@@ -250,7 +253,8 @@ BAD_INPUT = [
     ("invalid UTF-8 in path", get("/caf%C3"), (400, APP), (400, APP)),
     ("invalid UTF-8 in query", get("/json?q=%FF"), (400, APP), (400, APP)),
     ("wrong content type", post("/echo", "text/plain", b"{}"), (415, APP), (415, APP)),
-    ("oversized body", post("/echo", "application/json", b"a" * 30000), (413, MONGREL2_ITSELF), (413, APP)),
+    # Declared one byte over MAX_REQUEST_BODY_BYTES (100 MiB), 64 KiB sent: the app's 413 at once.
+    ("oversized body", OVERSIZED, (413, APP), (413, APP)),
     ("oversized header", get("/json", "X-Big: " + "a" * 100_000), (400, MONGREL2_ITSELF), (431, GUNICORN)),
     ("CR in a header value", b"GET /json HTTP/1.1\r\nHost: x\r\nX-Request-Id: a\rb\r\n\r\n",
      (400, MONGREL2_ITSELF), (400, GUNICORN)),
