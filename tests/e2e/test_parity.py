@@ -19,8 +19,8 @@ from functools import cache
 
 import pytest
 import requests
-import streams
 
+import streams
 from stack import DEMO, ROOT, SHARED, Stack
 from support import parse_head, read_response, read_until_close
 

@@ -14,8 +14,8 @@ from collections import Counter
 
 import pytest
 import requests
-import streams
 
+import streams
 from stack import MONGREL2, SHARED, report
 from support import wait_until
 
