@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Three Docker Swarm nodes on this one machine, for tests/multinode (docs/swarm.md,
-# "Three nodes on one machine"). Needs root, dockerd, iproute2, util-linux.
+# Three Docker Swarm nodes on this one machine: the ground a multi-node test will stand
+# on (not part of `make test` yet; docs/swarm.md, "More than one machine"). Needs root,
+# dockerd, iproute2, util-linux.
 #
 #   scripts/multinode.sh up | down | status
 #
