@@ -119,9 +119,9 @@ def test_scale_down_and_up_three_times_under_load_loses_nothing(stack):
 SLOW_MS = 1500       # long enough that every client has a request at a handler at the kill
 KILL_CLIENTS = 24    # of each method: the victim holds about 12 requests, some of each kind
 # What the victim held is counted by the dispatcher itself (requests repeated, requests
-# refused): how soon it finds a killed handler dead varies (0.2 s when the kernel's reset of
-# the TCP link arrives, up to DEAD_AFTER when only the beats tell), so the clients' timings
-# cannot tell a repeat from a request served once.
+# refused): how soon it finds a killed handler dead varies (0.2 s seen, up to DEAD_AFTER
+# when only the missing beats tell), so the clients' timings cannot tell a repeat from a
+# request served once.
 
 
 def test_sigkilled_handler_loses_no_get_and_its_posts_get_503_at_once(stack):
