@@ -1630,3 +1630,66 @@ def test_done_0_gives_a_credit_back_and_acknowledges_nothing():
     assert d.free_credits == 1
     ack(d, A, wire.DONE, request_id)
     assert only_request(drain(d))[2] == raw_next
+
+
+# -- several acknowledgements in one message ------------------------------------------------
+
+
+def test_acknowledgements_in_one_message_are_taken_in_order_as_if_sent_one_by_one():
+    d = dispatcher()
+    hello(d, A, 3)
+    for conn in (1, 2, 3):
+        front(d, http_request(conn))
+    ids = [request_id for _, request_id, _ in requests(drain(d))]
+    assert len(ids) == 3 and not d.wants_requests
+    d.from_handler(A, wire.unpack_from_handler(wire.pack(wire.acks(
+        [(wire.DONE, ids[0]), (wire.CLOSE, ids[1]), (wire.DONE, ids[2])]))), 0.1)
+    assert d.in_flight == 0 and d.handlers[A].free == 3
+    assert d.counters.acknowledged == 3
+    # the CLOSE closed its connection: what it pipelined next is never served
+    front(d, http_request(2))
+    assert drain(d) == [] and d.counters.dropped == 1
+
+
+def test_acknowledgements_together_free_the_waiting_in_arrival_order():
+    d = dispatcher(max_waiting=10)
+    hello(d, A, 2)
+    for conn in (1, 2, 3, 4):
+        front(d, http_request(conn))
+    first = [request_id for _, request_id, _ in requests(drain(d))]
+    d.from_handler(A, wire.acks([(wire.DONE, first[0]), (wire.DONE, first[1])]), 0.1)
+    assert [raw for _, _, raw in requests(drain(d))] == [http_request(3), http_request(4)]
+
+
+def test_acknowledgements_in_one_message_from_an_unknown_handler_get_who():
+    d = dispatcher()
+    d.from_handler(B, wire.acks([(wire.DONE, b"1"), (wire.DONE, b"2")]), 0.0)
+    assert drain(d) == [("handler", B, WHO)]
+
+
+@pytest.mark.parametrize("frames", [
+    [wire.DONE, b"1", wire.DONE],                 # not pairs
+    [wire.DONE, b"1", wire.BEAT, b"2"],           # not an acknowledgement
+    [wire.DONE, b"1", wire.DONE, b"x"],           # not an id
+    [wire.DONE, b"1", wire.DONE, b""],
+    [wire.DONE, b"1"] * (wire.ACKS_PER_MESSAGE + 1),  # over the bound
+])
+def test_a_malformed_message_of_acknowledgements_is_refused_whole(frames):
+    d = dispatcher()
+    hello(d, A, 2)
+    front(d, http_request(1))
+    [(_, request_id, _)] = requests(drain(d))
+    with pytest.raises(ProtocolError):
+        d.from_handler(A, [wire.DONE, request_id, *frames[2:]] if len(frames) > 2 else frames, 0.1)
+    assert d.in_flight == 1  # nothing of it was taken
+
+
+def test_the_wire_builds_at_most_its_bound_of_acknowledgements():
+    pairs = [(wire.DONE, b"%d" % n) for n in range(1, wire.ACKS_PER_MESSAGE + 1)]
+    assert wire.parse_acks(wire.unpack_from_handler(wire.pack(wire.acks(pairs)))) == pairs
+    with pytest.raises(ValueError):
+        wire.acks([*pairs, (wire.DONE, b"99")])
+    with pytest.raises(ValueError):
+        wire.acks([])
+    with pytest.raises(ValueError):
+        wire.acks([(wire.BEAT, b"1")])

@@ -4,7 +4,7 @@ which dispatcher instance gave each, and what a WHO makes of it. No socket: the 
 
 import pytest
 
-from m2stack.doors.mongrel2.tickets import Tickets
+from m2stack.doors.mongrel2.tickets import Tickets, Turn
 from m2stack.protocol import dispatch as wire
 
 OLD, NEW = b"0123456789abcdef", b"fedcba9876543210"
@@ -154,3 +154,65 @@ def test_before_any_welcome_a_who_orphans_nothing_and_sets_the_instance():
     ticket = tickets.take(b"1")
     assert tickets.who(OLD) == (1, 0)  # the same instance again: withheld
     assert not tickets.may_reply(ticket)
+
+
+# -- a turn: what the requests served in one turn of the receive loop end with ------------
+
+
+def test_a_turn_sends_one_message_of_acknowledgements_then_the_replies():
+    tickets = joined()
+    turn = Turn(owner="receiver")
+    for request_id, verb in ((b"1", wire.DONE), (b"2", wire.CLOSE), (b"3", wire.DONE)):
+        ticket = tickets.take(request_id)
+        turn.reply(("reply", request_id))
+        turn.ended(verb, ticket)
+    acks, replies = turn.take(tickets)
+    assert wire.parse_acks(acks) == [(wire.DONE, b"1"), (wire.CLOSE, b"2"), (wire.DONE, b"3")]
+    assert replies == [("reply", b"1"), ("reply", b"2"), ("reply", b"3")]
+    assert tickets.held == 0
+    assert turn.take(tickets) == ([], [])  # taken once
+
+
+def test_a_request_that_made_no_reply_is_acknowledged_alone():
+    tickets = joined()
+    turn = Turn(owner="receiver")
+    turn.reply(("reply", b"1"))
+    turn.ended(wire.DONE, tickets.take(b"1"))
+    turn.ended(wire.DONE, tickets.take(b"2"))  # withheld at the door, or a notice: no reply
+    acks, replies = turn.take(tickets)
+    assert wire.parse_acks(acks) == [(wire.DONE, b"1"), (wire.DONE, b"2")]
+    assert replies == [("reply", b"1")]
+
+
+def test_who_of_the_same_instance_later_in_the_turn_withholds_the_replies_it_holds():
+    """The reply was made before the WHO, but goes out after it: it is decided at sending."""
+    tickets = joined()
+    turn = Turn(owner="receiver")
+    turn.reply(("reply", b"1"))
+    turn.ended(wire.DONE, tickets.take(b"1"))
+    tickets.who(OLD)  # taken for dead: request 1 went to another handler
+    acks, replies = turn.take(tickets)
+    assert replies == []
+    assert wire.parse_acks(acks) == [(wire.DONE, wire.NO_REQUEST)]  # its credit, naming nothing
+
+
+def test_who_of_a_new_instance_later_in_the_turn_lets_the_replies_out():
+    tickets = joined()
+    turn = Turn(owner="receiver")
+    turn.reply(("reply", b"1"))
+    turn.ended(wire.DONE, tickets.take(b"1"))
+    tickets.who(NEW)  # the dispatcher restarted: the client still waits, nobody repeated it
+    acks, replies = turn.take(tickets)
+    assert replies == [("reply", b"1")]
+    assert wire.parse_acks(acks) == [(wire.DONE, wire.NO_REQUEST)]
+
+
+def test_a_turn_is_full_at_the_wires_bound():
+    tickets = joined()
+    turn = Turn(owner="receiver")
+    for n in range(1, wire.ACKS_PER_MESSAGE + 1):
+        assert not turn.full
+        turn.ended(wire.DONE, tickets.take(b"%d" % n))
+    assert turn.full
+    acks, _ = turn.take(tickets)
+    assert len(wire.parse_acks(acks)) == wire.ACKS_PER_MESSAGE and not turn.full

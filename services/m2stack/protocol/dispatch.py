@@ -21,6 +21,9 @@ Handler to dispatcher:
     HOLD id                 request `id` is being answered in parts (a stream): never repeat
                             it; send me its connection's messages; DONE or CLOSE follows
     BYE                     I am leaving: send me no new request
+    DONE a CLOSE b DONE c   several acknowledgements in one message (at most ACKS_PER_MESSAGE),
+                            as if sent one by one in that order: a handler acknowledges what it
+                            served in one turn of its receive loop at once
 
 Dispatcher to handler:
 
@@ -52,6 +55,9 @@ REQ, MSG, WHO = b"REQ", b"MSG", b"WHO"
 
 # The acknowledgements: each names one request.
 ACKS = frozenset({DONE, CLOSE, KEEP, HOLD})
+# A message of several acknowledgements holds at most this many (a bound on what one
+# malformed message can make the dispatcher do, and on how long a handler holds replies).
+ACKS_PER_MESSAGE = 64
 FROM_HANDLER = frozenset({HELLO, BEAT, BYE} | ACKS)
 FROM_DISPATCHER = frozenset({HELLO, REQ, MSG, BEAT, WHO, BYE})
 
@@ -73,6 +79,16 @@ def ack(verb: bytes, request_id: bytes) -> list[bytes]:
     if verb not in ACKS:
         raise ValueError(f"not an acknowledgement: {verb!r}")
     return [verb, request_id]
+
+
+def acks(pairs: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """Several acknowledgements, (verb, request id) each, as one message's parts."""
+    if not 0 < len(pairs) <= ACKS_PER_MESSAGE:
+        raise ValueError(f"1 to {ACKS_PER_MESSAGE} acknowledgements in a message, not {len(pairs)}")
+    parts: list[bytes] = []
+    for verb, request_id in pairs:
+        parts += ack(verb, request_id)
+    return parts
 
 
 def request(request_id: bytes, message: bytes) -> list[bytes]:
@@ -120,6 +136,19 @@ def parse_from_handler(frames: list[bytes]) -> tuple[bytes, list[bytes]]:
     elif args:
         raise ProtocolError(f"{verb.decode()} takes no arguments")
     return verb, args
+
+
+def parse_acks(frames: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """The (verb, request id) pairs of a message of acknowledgements, one or more;
+    ProtocolError if it is anything else."""
+    count, odd = divmod(len(frames), 2)
+    if odd or not 0 < count <= ACKS_PER_MESSAGE:
+        raise ProtocolError(f"acknowledgements come in pairs, 1 to {ACKS_PER_MESSAGE}: {len(frames)} parts")
+    pairs = list(zip(frames[::2], frames[1::2], strict=True))
+    for verb, request_id in pairs:
+        if verb not in ACKS or not request_id.isdigit():
+            raise ProtocolError(f"not an acknowledgement: {verb[:8]!r} {request_id[:20]!r}")
+    return pairs
 
 
 def parse_from_dispatcher(frames: list[bytes]) -> tuple[bytes, list[bytes]]:

@@ -3,9 +3,15 @@ docs/dispatcher.md), and the only place that knows its verbs.
 
 One DEALER socket to the dispatcher's ROUTER, with a random routing id per process (a
 restarted handler is a new one). It announces the handler's capacity, takes requests and
-connection messages, acknowledges each request once its reply went to mongrel2 (replies
-go to the front directly), and beats every HANDLER_DISPATCH_BEAT seconds. The dispatcher's
+connection messages, acknowledges each request as its reply goes to mongrel2 (replies go
+to the front directly), and beats every HANDLER_DISPATCH_BEAT seconds. The dispatcher's
 name is resolved here, off the hub's thread, and followed when it moves.
+
+Each turn of the receive loop takes every message that has arrived. Its requests are
+served in the receiving greenlet (HANDLER_SERVE_INLINE, as pull.py serves; the hand-off
+starts a new receiver if one waits), and what they end with is held in a `Turn` and sent
+when the turn ends: one message of acknowledgements, then the replies (tickets.py says
+why in that order). A request served in a greenlet of its own replies, then acknowledges.
 
 The fence: a reply goes out only while the dispatcher's last answer to a beat is recent
 (HANDLER_DISPATCH_FENCE); after a stall the handler asks first, and if the dispatcher has
@@ -26,7 +32,8 @@ from typing import Any
 
 from m2stack.doors.mongrel2.core import CLOSED, KEPT_OPEN, SERVED, WITHHELD
 from m2stack.doors.mongrel2.fronts import Front, Fronts, Handle
-from m2stack.doors.mongrel2.tickets import Tickets
+from m2stack.doors.mongrel2.inline import still_inline
+from m2stack.doors.mongrel2.tickets import Tickets, Turn
 from m2stack.hubs import Hub
 from m2stack.protocol import dispatch as wire
 from m2stack.protocol.errors import ProtocolError
@@ -41,6 +48,7 @@ LINK_HEARTBEAT = 1.0  # seconds
 REFIND_AFTER = 1.0
 # How the dispatcher is told each message ended (by core.SERVED, CLOSED, KEPT_OPEN, WITHHELD:
 # tickets.py turns the last into `DONE 0`, a credit back for a request it forgot).
+Reply = tuple[Front, bytes, bytes, bytes, bool]  # Fronts.send's arguments
 _VERBS = {SERVED: wire.DONE, CLOSED: wire.CLOSE, KEPT_OPEN: wire.KEEP, WITHHELD: wire.DONE}
 
 
@@ -57,6 +65,8 @@ class DispatchedIntake:
         self.capacity = settings.max_in_flight
         self.beat_every = settings.dispatch_beat
         self.tickets = Tickets()   # the requests received and not yet answered, by dispatcher
+        self.serve_inline = settings.serve_inline
+        self.turn: Turn[Reply] | None = None  # the receive loop's, while it serves in a turn
         self.fence = settings.dispatch_fence
         self.last_pong = time.monotonic()
         self.leaving = False       # we said BYE
@@ -76,8 +86,11 @@ class DispatchedIntake:
         sock.connect(self.endpoint)
         self._noblock, self._events, self._pollin = int(zmq.NOBLOCK), zmq.EVENTS, int(zmq.POLLIN)
         self._draining = False
+        self._take_over_receiving = self._take_over  # bound once: passed with every request
 
     def start(self) -> None:
+        if self.serve_inline:
+            self.hub.install_handoff()
         self._send(wire.hello(self.capacity, self.capacity - self.tickets.held))
         log.info("connected to the dispatcher", extra={"dispatcher": self.endpoint,
                                                        "routing_id": self.routing_id.hex(),
@@ -88,17 +101,25 @@ class DispatchedIntake:
             self.hub.spawn_background(self._follow)
 
     def check(self) -> None:
-        pass  # nothing is served where it was received here
+        if self.serve_inline:
+            self.serve_inline = still_inline(self.hub)
 
     # -- each message ----------------------------------------------------------------------
 
-    def from_dispatcher(self, raw: bytes, ticket: bytes | None) -> None:
-        """Requests take a place in the pool (the dispatcher's credits match its size);
-        connection messages (disconnect notices, WebSocket frames) never wait for one."""
+    def from_dispatcher(self, raw: bytes, ticket: bytes | None, turn: Turn[Reply] | None = None) -> bool:
+        """Requests take a place in the pool (the dispatcher's credits match its size):
+        served here in `turn`, or in a greenlet of their own. Connection messages
+        (disconnect notices, WebSocket frames) never wait for a place. False if a request
+        served here waited (the hand-off started `_take_over` then)."""
         if ticket is None:
             self.hub.spawn_background(self._serve_connection_message, raw)
-        else:
+        elif turn is None:
             self.hub.spawn(self.pool, self._serve, raw, ticket)
+        else:
+            if self.hub.in_flight(self.pool) >= self.capacity:
+                self._flush(turn)  # waiting for a place (a switch) must not hold replies
+            return self.hub.serve_here(self.pool, self._take_over_receiving, self._serve, raw, ticket)
+        return True
 
     def _front(self, raw: bytes) -> Front | None:
         """The front a message came from: the one whose mongrel2 subscribed to its sender
@@ -120,8 +141,18 @@ class DispatchedIntake:
         try:
             front = self._front(raw)
             outcome = CLOSED if front is None else self.handle(raw, front, ticket)
+        except Exception:  # served in the receiving greenlet, it must not end the receive loop
+            log.exception("a request failed outside the app")
         finally:
             self.acknowledge(_VERBS[outcome], ticket)
+
+    def reply(self, front: Front, sender: bytes, conn_id: bytes, data: bytes, close: bool) -> None:
+        """A whole reply: held for the end of the turn if served in one, else sent now."""
+        turn = self.turn
+        if turn is not None and turn.owner is self.hub.current() and self.fronts.subscribed_to(front, sender):
+            turn.reply((front, sender, conn_id, data, close))
+        else:
+            self.fronts.reply(front, sender, conn_id, data, close)  # may wait for a subscription
 
     def may_reply(self, ticket: bytes | None) -> bool:
         """May this request's reply go out (the fence)?"""
@@ -137,13 +168,38 @@ class DispatchedIntake:
         if not self.may_reply(ticket):
             return False
         if ticket is not None:
-            self.acknowledge(wire.HOLD, ticket)
+            turn = self.turn
+            if turn is not None and turn.owner is self.hub.current():
+                self._flush(turn)  # what the turn holds first: HOLD goes out alone, now
+            self._send_ack(wire.HOLD, ticket)
         return True
 
     def acknowledge(self, verb: bytes, ticket: bytes) -> None:
+        turn = self.turn
+        if turn is not None and turn.owner is self.hub.current():
+            turn.ended(verb, ticket)
+            if turn.full:
+                self._flush(turn)
+        else:
+            self._send_ack(verb, ticket)
+
+    def _send_ack(self, verb: bytes, ticket: bytes) -> None:
         message = self.tickets.ended(verb, ticket)
         if message is not None:
             self._send(message)
+
+    def _flush(self, turn: Turn[Reply]) -> None:
+        """The turn's acknowledgements in one message, then its replies: nothing between
+        them switches greenlet (a send to an XPUB drops at its HWM, never waits)."""
+        acks, replies = turn.take(self.tickets)
+        if acks:
+            self._send(acks, drain=False)  # the receive loop looks at the socket next
+        send, zmq_error = self.fronts.send, self.hub.zmq.ZMQError
+        for front, sender, conn_id, data, close in replies:
+            try:
+                send(front, sender, conn_id, data, close)
+            except zmq_error as exc:  # its front went away meanwhile
+                log.warning("reply dropped: its front is gone", extra={"front": front.name, "error": str(exc)})
 
     def cleared(self, ticket: bytes, limit: float = 2.0) -> bool:
         """May the reply to `ticket` go out? Not if the dispatcher gave it to another
@@ -177,7 +233,7 @@ class DispatchedIntake:
 
     # -- inside ----------------------------------------------------------------------------
 
-    def _send(self, parts: list[bytes]) -> None:
+    def _send(self, parts: list[bytes], drain: bool = True) -> None:
         if self.closed:
             return
         sock = self.sock
@@ -185,8 +241,8 @@ class DispatchedIntake:
         # A send also processes the socket's pending commands, which can spend the FD's
         # edge while a message waits: the receiving greenlet, parked on that FD, would not
         # wake until its timeout (measured: 250 ms for ~2 % of requests). So whoever
-        # sends takes what has arrived.
-        if not self._draining and sock.getsockopt(self._events) & self._pollin:
+        # sends takes what has arrived (not inside a turn: the receive loop takes it next).
+        if drain and self.turn is None and not self._draining and sock.getsockopt(self._events) & self._pollin:
             self._drain()
 
     def _drain(self) -> None:
@@ -207,19 +263,50 @@ class DispatchedIntake:
                 return  # closed at shutdown
             if frame is None:
                 continue
-            self._handle(wire.unpack_from_dispatcher(frame))
-            if not self._draining:
-                self._drain()
+            if not self.serve_inline:
+                self._handle(wire.unpack_from_dispatcher(frame))
+                if not self._draining:
+                    self._drain()
+            elif not self._turn(frame):
+                return  # a request waited: the greenlet the hand-off started receives now
 
-    def _handle(self, frames: list[bytes]) -> None:
+    def _turn(self, frame: bytes) -> bool:
+        """`frame` and every message already here, requests served in this greenlet and
+        what they end with held in one Turn, sent when no message is left (or the turn is
+        full). False if a request waited: another greenlet receives from then on."""
+        sock, events, pollin, noblock = self.sock, self._events, self._pollin, self._noblock
+        turn: Turn[Reply] = Turn(self.hub.current())
+        self.turn = turn
+        try:
+            while True:
+                if not self._handle(wire.unpack_from_dispatcher(frame), turn):
+                    return False
+                if self.closed or not sock.getsockopt(events) & pollin:
+                    return True
+                frame = sock.recv(noblock)
+        finally:
+            if self.turn is turn:
+                self.turn = None
+            self._flush(turn)  # empty if `_take_over` sent it already
+
+    def _take_over(self) -> None:
+        """Started by the hand-off when a request served in a turn waits: send what that
+        turn holds (its greenlet is busy now), then receive in its place."""
+        turn, self.turn = self.turn, None
+        if turn is not None:
+            self._flush(turn)
+        self._receive()
+
+    def _handle(self, frames: list[bytes], turn: Turn[Reply] | None = None) -> bool:
+        """One message; False if it was a request served in `turn` that waited."""
         try:
             verb, args = wire.parse_from_dispatcher(frames)
         except ProtocolError as exc:
             log.warning("bad message from the dispatcher", extra={"error": str(exc)})
-            return
+            return True
         if verb == wire.REQ:
-            self.from_dispatcher(args[1], self.tickets.take(args[0]))
-        elif verb == wire.MSG:
+            return self.from_dispatcher(args[1], self.tickets.take(args[0]), turn)
+        if verb == wire.MSG:
             self.from_dispatcher(args[0], None)
         elif verb == wire.BEAT:
             self.last_pong = time.monotonic()
@@ -230,6 +317,7 @@ class DispatchedIntake:
             self._forgotten(args[0])
         elif verb == wire.BYE:
             self.released = True
+        return True
 
     def _forgotten(self, instance: bytes) -> None:
         """WHO: the same instance took us for dead (what it gave us went to others: withheld),

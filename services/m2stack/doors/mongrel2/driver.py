@@ -46,6 +46,9 @@ class Intake(Protocol):
     def check(self) -> None:
         """Called at each heartbeat."""
 
+    def reply(self, front: Front, sender: bytes, conn_id: bytes, data: bytes, close: bool) -> None:
+        """A whole reply to mongrel2 (Fronts.reply), now or with the intake's next batch."""
+
     def may_reply(self, ticket: bytes | None) -> bool: ...
 
     def hold(self, ticket: bytes | None) -> bool:
@@ -116,7 +119,7 @@ class Mongrel2Door:
             status, wire = core.reply_bytes(self.app, request, response, close=close)
             if ticket is not None and not self.intake.may_reply(ticket):  # no ticket: pulled here
                 return WITHHELD
-            self.fronts.reply(front, message.sender, message.conn_id, wire, close)
+            self.intake.reply(front, message.sender, message.conn_id, wire, close)
         self.served += 1
         if self.access_log is not None:
             self.access_log.write({

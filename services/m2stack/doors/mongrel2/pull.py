@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from m2stack import metrics
 from m2stack.doors.mongrel2.fronts import IDLE_WAKEUP, Front, Fronts, Handle
+from m2stack.doors.mongrel2.inline import still_inline
 from m2stack.front_addresses import drain_then_disconnect
 from m2stack.hubs import Hub
 from m2stack.settings import HandlerSettings
@@ -45,12 +45,8 @@ class PullIntake:
             self.hub.install_handoff()
 
     def check(self) -> None:
-        """Serving where received needs greenlet's trace hook: if something replaced it
-        (a later `settrace`), each front would serve one request at a time, silently."""
-        if self.serve_inline and not self.hub.handoff_installed():
-            log.error("the hand-off is gone (greenlet.settrace replaced): a greenlet per request from now on")
-            metrics.HANDOFF_LOST.set(1)
-            self.serve_inline = False
+        if self.serve_inline:
+            self.serve_inline = still_inline(self.hub)
 
     # -- each request ------------------------------------------------------------------
 
@@ -61,6 +57,9 @@ class PullIntake:
         """Serve in the receiving greenlet (hubs/handoff.py); False if the request waited,
         and the hub started `take_over` (this front's receive loop) in a new greenlet then."""
         return self.hub.serve_here(self.pool, take_over, self.handle, raw, front, None)
+
+    def reply(self, front: Front, sender: bytes, conn_id: bytes, data: bytes, close: bool) -> None:
+        self.fronts.reply(front, sender, conn_id, data, close)
 
     @staticmethod
     def may_reply(ticket: bytes | None) -> bool:

@@ -17,7 +17,11 @@ No socket, no clock: unit-tested as it is (tests/unit/test_dispatch_tickets.py).
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from m2stack.protocol import dispatch as wire
+
+R = TypeVar("R")  # a reply, as the intake sends it
 
 
 class Tickets:
@@ -88,3 +92,54 @@ class Tickets:
             self.withheld.discard(ticket)
             return wire.ack(wire.DONE, wire.NO_REQUEST)
         return None  # ended twice
+
+
+class Turn(Generic[R]):
+    """What the requests served in one turn of the receive loop end with, held until the
+    turn ends and then sent in this order: ONE message of their acknowledgements, then
+    their replies, with no switch of greenlet between (dispatched.py's `_flush`).
+
+    Why that order: a reply that reached mongrel2 without its acknowledgement reaching the
+    dispatcher is a request the dispatcher repeats if this handler dies, and a client
+    answered twice. The other way round, a handler killed between the two loses the replies
+    of one turn (their clients wait for mongrel2's reaper); it never answers twice. Why
+    held: one message of acknowledgements costs both ends one send and one receive instead
+    of one per request.
+
+    Whether a reply may go out is decided when it is sent, not when it was made: a WHO
+    that came later in the same turn withholds it (Tickets.may_reply). No socket, no
+    clock: unit-tested as it is."""
+
+    __slots__ = ("owner", "entries", "pending")
+
+    def __init__(self, owner: object):
+        self.owner = owner  # the greenlet serving this turn: only its requests are held here
+        self.entries: list[tuple[bytes, bytes, R | None]] = []  # (verb, ticket, reply or None)
+        self.pending: R | None = None  # the reply of the request being served now
+
+    def reply(self, reply: R) -> None:
+        self.pending = reply
+
+    def ended(self, verb: bytes, ticket: bytes) -> None:
+        """The request being served ended (`verb`, as for Tickets.ended), with the reply
+        given since the last one ended, if any."""
+        self.entries.append((verb, ticket, self.pending))
+        self.pending = None
+
+    @property
+    def full(self) -> bool:
+        return len(self.entries) >= wire.ACKS_PER_MESSAGE
+
+    def take(self, tickets: Tickets) -> tuple[list[bytes], list[R]]:
+        """The acknowledgements' message (empty if none is owed) and the replies to send
+        after it; the turn is empty afterwards."""
+        pairs: list[tuple[bytes, bytes]] = []
+        replies: list[R] = []
+        for verb, ticket, reply in self.entries:
+            if reply is not None and tickets.may_reply(ticket):
+                replies.append(reply)
+            message = tickets.ended(verb, ticket)
+            if message is not None:
+                pairs.append((message[0], message[1]))
+        self.entries = []
+        return (wire.acks(pairs) if pairs else []), replies
