@@ -141,7 +141,7 @@ test: base-image ca-certs compose-v2 ## every test: lint, unit, integration, end
 	 [ $$images -eq 0 ] || { tail -n 60 build/images.log; echo "make test: building the images or the end-to-end venv failed" >&2; exit $$images; }; \
 	 [ $$checked -eq 0 ] || exit $$checked; \
 	 echo "make test: images built (build/images.log)"
-	@COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q tests/e2e $(addprefix --ignore=,$(E2E_UNTIMED))
+	@COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q --durations=15 tests/e2e $(addprefix --ignore=,$(E2E_UNTIMED))
 	@set +e; mkdir -p build; export SWARM_LEAVE_LOCK=$(CURDIR)/build/swarm-leave.lock; \
 	 $(SWARM_PYTEST) > build/swarm.log 2>&1 & swarm=$$!; \
 	 COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q -p no:cacheprovider $(E2E_UNTIMED); untimed=$$?; \

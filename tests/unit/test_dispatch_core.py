@@ -1693,3 +1693,30 @@ def test_the_wire_builds_at_most_its_bound_of_acknowledgements():
         wire.acks([])
     with pytest.raises(ValueError):
         wire.acks([(wire.BEAT, b"1")])
+
+
+# -- the service reads METHOD alone from JSON headers ---------------------------------------
+
+
+def json_request(conn, headers, body=b""):
+    return encode_request(SENDER, conn, headers.get("PATH", "/"), headers, body, header_format="json")
+
+
+@pytest.mark.parametrize("raw", [
+    json_request(1, {"PATH": "/", "METHOD": "GET", "VERSION": "HTTP/1.1", "host": "x", "accept": ["a", "b"]}),
+    json_request(2, {"PATH": "/items", "METHOD": "POST", "content-length": "1"}, b"x"),
+    json_request(3, {"PATH": "@*", "METHOD": "JSON"}, b'{"type":"disconnect"}'),
+    json_request(4, {"PATH": "/ws", "METHOD": "WEBSOCKET", "FLAGS": "0x81"}, b"\x81\x05hello"),
+])
+def test_the_services_method_only_decoder_reads_what_the_full_parse_reads(raw):
+    from m2stack.dispatch.service import _method_only
+    assert Incoming.parse(FRONT, raw, _method_only) == Incoming.parse(FRONT, raw)
+
+
+@pytest.mark.parametrize("headers", [b'{"PATH":"/","VERSION":"HTTP/1.1"}', b'{"METHOD":""}', b'{"METHOD":,}',
+                                     b'{"METHOD":["GET"]}', b"[]"])
+def test_the_services_method_only_decoder_still_refuses_a_message_without_a_method(headers):
+    from m2stack.dispatch.service import _method_only
+    raw = b"%s 1 / %d:%s,0:," % (SENDER, len(headers), headers)
+    with pytest.raises(ProtocolError):
+        Incoming.parse(FRONT, raw, _method_only)

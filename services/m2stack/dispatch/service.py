@@ -43,7 +43,20 @@ SHUTDOWN_GRACE = 10.0
 RECEIVE_HWM = 100
 # Plain ints: pyzmq's flag enums cost more than the send they qualify.
 _NOBLOCK, _NOBLOCK_MORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE), int(zmq.RCVMORE)
-_decode_headers = msgspec.json.Decoder(dict[str, str | list[str]]).decode
+
+
+class _Method(msgspec.Struct):
+    METHOD: str = ""
+
+
+_decode_method = msgspec.json.Decoder(_Method).decode
+
+
+def _method_only(payload: bytes) -> dict[str, str | list[str]]:
+    """JSON headers as far as the dispatcher needs them: METHOD alone (the other headers
+    are skipped, not built into a dict; the handler parses and checks them all). What
+    this refuses, the protocol module's tolerant parser decides."""
+    return {"METHOD": _decode_method(payload).METHOD}
 
 
 class FrontLink:
@@ -168,7 +181,7 @@ class DispatcherService:
 
     def _from_front(self, address: str, raw: bytes) -> None:
         try:
-            incoming = Incoming.parse(address, raw, _decode_headers)
+            incoming = Incoming.parse(address, raw, _method_only)
         except ProtocolError as exc:
             log.warning("dropped malformed message", extra={"error": str(exc), "size": len(raw)})
             return
