@@ -293,10 +293,12 @@ class Dispatcher:
 
     def from_handler(self, routing_id: bytes, frames: list[bytes], now: float) -> None:
         """One handler message (the routing id stripped). ProtocolError if malformed."""
-        if len(frames) > 2 and frames[0] in wire.ACKS:  # several acknowledgements at once
-            self._acknowledged_all(routing_id, wire.parse_acks(frames), now)
-            return
-        verb, args = wire.parse_from_handler(frames)
+        acks: list[tuple[bytes, bytes]] = []
+        args: list[bytes] = []
+        if frames and frames[0] in wire.ACKS:  # one acknowledgement, or several in one message
+            verb, acks = frames[0], wire.parse_acks(frames)
+        else:
+            verb, args = wire.parse_from_handler(frames)
         self.now = now
         handler = self.handlers.get(routing_id)
         if verb == wire.HELLO:
@@ -330,16 +332,7 @@ class Dispatcher:
             self._to_handler(handler, [wire.BYE])
             log.info("handler leaving", extra={"handler": routing_id.hex(), "in_flight": len(handler.items)})
             return
-        self._acknowledged(handler, verb, args[0])
-
-    def _acknowledged_all(self, routing_id: bytes, pairs: list[tuple[bytes, bytes]], now: float) -> None:
-        self.now = now
-        handler = self.handlers.get(routing_id)
-        if handler is None:
-            self._to_handler_id(routing_id, wire.who(self.instance))
-            return
-        handler.last_seen = now
-        for verb, request_id in pairs:
+        for verb, request_id in acks:
             self._acknowledged(handler, verb, request_id)
             if handler.routing_id not in self.handlers:
                 return  # it was leaving and is done: what follows is of no request we hold

@@ -148,8 +148,8 @@ class DispatchedIntake:
 
     def reply(self, front: Front, sender: bytes, conn_id: bytes, data: bytes, close: bool) -> None:
         """A whole reply: held for the end of the turn if served in one, else sent now."""
-        turn = self.turn
-        if turn is not None and turn.owner is self.hub.current() and self.fronts.subscribed_to(front, sender):
+        turn = self._my_turn()
+        if turn is not None and self.fronts.subscribed_to(front, sender):
             turn.reply((front, sender, conn_id, data, close))
         else:
             self.fronts.reply(front, sender, conn_id, data, close)  # may wait for a subscription
@@ -168,20 +168,25 @@ class DispatchedIntake:
         if not self.may_reply(ticket):
             return False
         if ticket is not None:
-            turn = self.turn
-            if turn is not None and turn.owner is self.hub.current():
+            turn = self._my_turn()
+            if turn is not None:
                 self._flush(turn)  # what the turn holds first: HOLD goes out alone, now
             self._send_ack(wire.HOLD, ticket)
         return True
 
     def acknowledge(self, verb: bytes, ticket: bytes) -> None:
-        turn = self.turn
-        if turn is not None and turn.owner is self.hub.current():
+        turn = self._my_turn()
+        if turn is not None:
             turn.ended(verb, ticket)
             if turn.full:
                 self._flush(turn)
         else:
             self._send_ack(verb, ticket)
+
+    def _my_turn(self) -> Turn[Reply] | None:
+        """The turn the calling greenlet serves in, if any (a request that waited no longer does)."""
+        turn = self.turn
+        return turn if turn is not None and turn.owner is self.hub.current() else None
 
     def _send_ack(self, verb: bytes, ticket: bytes) -> None:
         message = self.tickets.ended(verb, ticket)
