@@ -4,6 +4,14 @@
 # dockerd, iproute2, util-linux.
 #
 #   scripts/multinode.sh up | down | status
+#   scripts/multinode.sh registry-up           a registry on the host daemon: pushed to at
+#                                              127.0.0.1:REGISTRY_PORT, pulled from by the
+#                                              nodes at MULTINODE_NET.1:REGISTRY_PORT
+#   scripts/multinode.sh kill-daemon N         node N's dockerd SIGKILLed: its containers run on
+#   scripts/multinode.sh start-daemon N        dockerd started again in node N's namespaces
+#   scripts/multinode.sh poweroff N            node N gone as a machine goes: its link down first
+#                                              (peers hear nothing, not even a reset), then every
+#                                              process of it SIGKILLed
 #
 # Each node is a dockerd (with its own containerd) in a network namespace of its own,
 # wired by a veth to a bridge that lives in one more namespace. The only thing added to
@@ -17,13 +25,15 @@
 # remove) the registry container `up` does not make; tests make it.
 set -euo pipefail
 
-cmd=${1:?usage: multinode.sh up|down|status}
+cmd=${1:?usage: multinode.sh up|down|status|registry-up|kill-daemon N|start-daemon N|poweroff N}
 NODES=3
 BASE=${MULTINODE_DIR:-/tmp/m2stack-multinode}
 NET=${MULTINODE_NET:-10.241.0}      # a /24 of our own, only on veths this script makes
 PREFIX=m2mn                         # namespaces, links and cgroups are named m2mn-*
 HOST_LINK=$PREFIX-host              # the host's end, in the root namespace
 BRIDGE_NS=$PREFIX-br
+REGISTRY_PORT=${MULTINODE_REGISTRY_PORT:-5041}  # not make registry-up's 5000: both may run
+REGISTRY_NAME=$PREFIX-registry
 
 say() { printf 'multinode: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -143,6 +153,52 @@ leftovers() {
     grep -F "$BASE" /proc/self/mountinfo | awk '{print "mount " $5}' || true
     ls -d /sys/fs/cgroup/*/"$PREFIX"-n* 2>/dev/null | sed 's/^/cgroup /' || true
     [ ! -e "$BASE" ] || echo "directory $BASE"
+    docker ps -aq --filter "name=^$REGISTRY_NAME\$" | sed 's/^/registry container /' || true
+    pushed_tags | sed 's/^/image tag /' || true
+}
+
+# What `make push REGISTRY=127.0.0.1:REGISTRY_PORT` tagged on the host daemon.
+pushed_tags() {
+    docker images --format '{{.Repository}}:{{.Tag}}' | grep "^127\.0\.0\.1:$REGISTRY_PORT/" || true
+}
+
+registry_up() {
+    ip link show "$HOST_LINK" > /dev/null 2>&1 || die "registry-up: no nodes (scripts/multinode.sh up first)"
+    # Its store is a tmpfs: nothing of it outlives the container.
+    docker run -d --name "$REGISTRY_NAME" --read-only --cap-drop ALL --security-opt no-new-privileges \
+        --tmpfs /tmp --tmpfs /var/lib/docker-registry:uid=10003,gid=10003,mode=0700 \
+        -p "127.0.0.1:$REGISTRY_PORT:5000" -p "$NET.1:$REGISTRY_PORT:5000" m2stack/registry:latest > /dev/null
+    local i
+    for i in $(seq 1 50); do
+        curl -fsS "http://127.0.0.1:$REGISTRY_PORT/v2/" > /dev/null 2>&1 && break
+        sleep 0.2
+    done
+    say "registry-up: push to 127.0.0.1:$REGISTRY_PORT, the nodes pull from $NET.1:$REGISTRY_PORT"
+}
+
+kill_daemon() {
+    local n=$1 pid
+    pid=$(cat "$BASE/n$n/docker.pid")
+    kill -KILL "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+}
+
+start_daemon() {
+    start_dockerd "$1"
+    wait_dockerd "$1"
+}
+
+poweroff() {
+    local n=$1 i pids
+    ip -n "$(node_ns "$n")" link set eth0 down
+    for i in 1 2 3 4 5; do
+        pids=$(node_pids "$n" | sort -u)
+        [ -n "$pids" ] || return 0
+        # shellcheck disable=SC2086
+        kill -KILL $pids 2>/dev/null || true
+        sleep 0.2
+    done
+    die "poweroff: processes of node $n survive SIGKILL: $pids"
 }
 
 # Every process of a node: in its network namespace (holder, dockerd, containerd, shims)
@@ -172,6 +228,8 @@ down() {
         kill -KILL $pids 2>/dev/null || true
         sleep 0.5
     done
+    docker rm -f "$REGISTRY_NAME" > /dev/null 2>&1 || true
+    pushed_tags | xargs -r docker rmi > /dev/null 2>&1 || true
     for n in $(seq 1 $NODES); do ip netns del "$(node_ns "$n")" 2>/dev/null || true; done
     ip netns del "$BRIDGE_NS" 2>/dev/null || true
     ip link del "$HOST_LINK" 2>/dev/null || true
@@ -201,5 +259,9 @@ case $cmd in
     up) up ;;
     down) down ;;
     status) status ;;
-    *) die "unknown command '$cmd': up, down or status" ;;
+    registry-up) registry_up ;;
+    kill-daemon) kill_daemon "${2:?node number}" ;;
+    start-daemon) start_daemon "${2:?node number}" ;;
+    poweroff) poweroff "${2:?node number}" ;;
+    *) die "unknown command '$cmd': up, down, status, registry-up, kill-daemon, start-daemon or poweroff" ;;
 esac

@@ -8,7 +8,9 @@
 # handlers, docs/dispatcher.md; 0: the bare shape, compose/bare.yml), REGISTRY
 # (host:port, empty: local images), SWARM_PUBLISH
 # (host | random | ingress), HTTP_PUBLISH (6767), SWARM_ADVERTISE_ADDR (127.0.0.1, for a
-# swarm made here), SWARM_WAIT (seconds, 300), COMPOSE (Compose v2), PYTHON.
+# swarm made here), SWARM_WAIT (seconds, 300), SWARM_ENCRYPT (1: the `back` overlay
+# encrypted, refused on a multi-node swarm whose kernel cannot; 0: not encrypted),
+# COMPOSE (Compose v2), PYTHON.
 #
 # What `up` changes in the engine, it records on this node as labels, so `down` undoes
 # exactly that, from any checkout: m2stack.swarm-created-by=<stack> (it ran `swarm init`;
@@ -27,6 +29,7 @@ PUBLISH=${SWARM_PUBLISH:-host}
 HTTP_PUBLISH=${HTTP_PUBLISH:-6767}
 ADVERTISE=${SWARM_ADVERTISE_ADDR:-127.0.0.1}
 WAIT=${SWARM_WAIT:-300}
+ENCRYPT=${SWARM_ENCRYPT:-1}
 COMPOSE=${COMPOSE:-docker compose}
 PYTHON=${PYTHON:-python3}
 state_dir=build/swarm/$STACK
@@ -41,6 +44,7 @@ for n in FRONTS HANDLERS; do
 done
 case $PUBLISH in host | random | ingress) ;; *) die "SWARM_PUBLISH must be host, random or ingress" ;; esac
 case $DISPATCH in 0 | 1) ;; *) die "DISPATCH must be 1 (the dispatcher, default) or 0 (the bare shape), got '$DISPATCH'" ;; esac
+case $ENCRYPT in 0 | 1) ;; *) die "SWARM_ENCRYPT must be 1 (default) or 0, got '$ENCRYPT'" ;; esac
 
 swarm_state() { docker info --format '{{.Swarm.LocalNodeState}}'; }
 node_id() { docker info --format '{{.Swarm.NodeID}}'; }
@@ -72,9 +76,40 @@ stack_file() {
     FRONTS=$FRONTS HANDLERS=$HANDLERS SWARM_STACK=$STACK HTTP_PUBLISH=$HTTP_PUBLISH \
         $COMPOSE -p "$STACK" $(compose_files) config --format json > "$state_dir/compose.json"
     $PYTHON scripts/swarm_stack.py --publish "$publish" --registry "$REGISTRY" \
-        < "$state_dir/compose.json" > "$out.tmp"
+        $([ "$ENCRYPT" = 1 ] || echo --no-encrypt) < "$state_dir/compose.json" > "$out.tmp"
     mv -f "$out.tmp" "$out"
     echo "$out"
+}
+
+# Can this kernel encrypt an overlay between nodes? Docker adds an IPsec state with
+# rfc4106(gcm(aes)) for each peer: the same, in a throwaway network namespace. Prints
+# "yes", "no: why", or "unknown: why" (no unshare, ip or user namespaces to try it with).
+esp_probe() {
+    local out
+    command -v unshare > /dev/null && command -v ip > /dev/null || { echo "unknown: needs unshare and ip (iproute2)"; return; }
+    if out=$(unshare -rn ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x100 reqid 1 \
+            mode transport aead 'rfc4106(gcm(aes))' 0x0102030405060708090a0b0c0d0e0f1011121314 128 2>&1); then
+        echo yes
+    elif unshare -rn true 2> /dev/null; then
+        echo "no: $out"
+    else
+        echo "unknown: cannot make a network namespace here to try it"
+    fi
+}
+
+# A multi-node swarm with an encrypted overlay on a kernel without ESP deploys green and
+# then carries no request between nodes: refuse that, in one line, before deploying.
+check_encryption() {
+    local nodes probe
+    [ "$ENCRYPT" = 1 ] || { say "SWARM_ENCRYPT=0: the back overlay is not encrypted between nodes (docs/swarm.md)"; return 0; }
+    nodes=$(docker node ls -q | wc -l)
+    [ "$nodes" -gt 1 ] || return 0   # one node: nothing crosses hosts, nothing to encrypt
+    probe=$(esp_probe)
+    case $probe in
+        yes) ;;
+        no:*) die "this kernel cannot encrypt overlay traffic between nodes (IPsec ESP with AES-GCM: ${probe#no: }): the encrypted back network would carry no request between the $nodes nodes; deploy with SWARM_ENCRYPT=0 on a trusted network, or on hosts with ESP (docs/swarm.md, \"Encryption\")" ;;
+        *) say "could not check this kernel for ESP (${probe#unknown: }): if a node lacks it, requests between nodes hang; SWARM_ENCRYPT=0 turns encryption off (docs/swarm.md)" ;;
+    esac
 }
 
 # Every service of the stack has all its replicas running (healthy: Swarm reports a task
@@ -144,10 +179,15 @@ up() {
         say "created the secret $secret (a random database password)"
     fi
 
+    check_encryption
+
     publish=$PUBLISH
     port=${HTTP_PUBLISH##*:}
     if [ "$publish" = host ]; then
-        nodes=$(docker node ls --format '{{.Status}} {{.Availability}}' | grep -c '^Ready Active$' || true)
+        # The nodes a front may run on: ready, active, not labelled m2stack.front=false.
+        nodes=$(docker node ls -q | xargs docker node inspect \
+            --format '{{.Status.State}} {{.Spec.Availability}} {{index .Spec.Labels "m2stack.front"}}' \
+            | awk '$1 == "ready" && $2 == "active" && $3 != "false"' | wc -l)
         if [ "$FRONTS" -gt "$nodes" ]; then
             say "FRONTS=$FRONTS on $nodes node(s): host port $port is one front's per node, so each front publishes a random host port instead (listed below); with a node per front every front publishes $port"
             publish=random

@@ -3,7 +3,7 @@
 
     docker compose -f docker-compose.yml [-f compose/eventlet.yml] -f compose/swarm.yml \\
         config --format json | scripts/swarm_stack.py [--registry HOST:PORT] \\
-        [--publish host|random|ingress] [--images] > stack.json
+        [--publish host|random|ingress] [--no-encrypt] [--images] > stack.json
 
 (--images: the stack's images, one a line, instead of the file: what `make push` pushes.)
 
@@ -23,7 +23,9 @@ so a Docker CLI 20.10 reads it too):
 - a service of `scale: 0` (the dispatcher under compose/bare.yml) is left out: Compose
   runs no container of it, and Swarm would run one (scale is no Swarm key);
 - any *PASSWORD variable is dropped: secrets reach tasks as files (*_FILE);
-- networks become overlays, and names are left to the stack's namespace.
+- networks become overlays, and names are left to the stack's namespace; with
+  --no-encrypt, no overlay keeps the `encrypted` option (a kernel without ESP carries no
+  traffic between nodes on an encrypted overlay: scripts/swarm.sh decides, docs/swarm.md).
 
 A key this script does not know stops it: nothing is dropped without a rule here.
 Standard library only. JSON is YAML, so the output is a valid stack file.
@@ -164,7 +166,7 @@ def convert_service(name: str, service: dict[str, Any], *, registry: str, publis
 
 
 def convert(config: dict[str, Any], *, registry: str = "", publish: str = "host",
-            notes: list[str] | None = None) -> dict[str, Any]:
+            encrypt: bool = True, notes: list[str] | None = None) -> dict[str, Any]:
     """The stack file (a dict) for the output of `docker compose config --format json`."""
     if publish not in ("host", "random", "ingress"):
         raise ConversionError(f"publish must be host, random or ingress, not {publish!r}")
@@ -181,6 +183,15 @@ def convert(config: dict[str, Any], *, registry: str = "", publish: str = "host"
         network = {k: v for k, v in (network or {}).items() if k not in ("name", "ipam") or network.get("external")}
         if not network.get("external"):
             network["driver"] = "overlay"
+        options = network.get("driver_opts") or {}
+        if not encrypt and "encrypted" in options:
+            # Dropped, not set to "false": the overlay driver encrypts when the key is present.
+            options = {k: v for k, v in options.items() if k != "encrypted"}
+            notes.append(f"network {name}: not encrypted (--no-encrypt)")
+            if options:
+                network["driver_opts"] = options
+            else:
+                network.pop("driver_opts")
         networks[name] = network
     if networks:
         stack["networks"] = networks
@@ -200,11 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publish", default="host", choices=("host", "random", "ingress"),
                         help="host: the compose port on each front's node (one front per node); "
                              "random: a free host port per front; ingress: the routing mesh")
+    parser.add_argument("--no-encrypt", action="store_true",
+                        help="drop the `encrypted` option of every overlay (for hosts without ESP)")
     parser.add_argument("--images", action="store_true", help="print the stack's images, one a line")
     args = parser.parse_args(argv)
     notes: list[str] = []
     try:
-        stack = convert(json.load(sys.stdin), registry=args.registry, publish=args.publish, notes=notes)
+        stack = convert(json.load(sys.stdin), registry=args.registry, publish=args.publish,
+                        encrypt=not args.no_encrypt, notes=notes)
     except (ConversionError, json.JSONDecodeError) as exc:
         print(f"swarm_stack: {exc}", file=sys.stderr)
         return 1

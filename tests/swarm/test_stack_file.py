@@ -109,12 +109,27 @@ def test_swarm_specifics():
         "db": {"condition": "any"}, "mongrel2": {"condition": "any"}, "handler": {"condition": "any"},
         "dispatcher": {"condition": "any", "delay": "1s"}}
     assert services["db"]["deploy"]["placement"]["constraints"] == ["node.labels.m2stack.db == true"]
+    # Labels only exclude: a swarm with no labels runs fronts and the dispatcher anywhere.
+    assert services["mongrel2"]["deploy"]["placement"]["constraints"] == ["node.labels.m2stack.front != false"]
+    assert services["dispatcher"]["deploy"]["placement"]["constraints"] == [
+        "node.labels.m2stack.dispatcher != false"]
     assert {s["source"] for s in services["db"]["secrets"]} == {"db_password"}
     assert stack["secrets"]["db_password"] == {"name": "m2check_db_password", "external": True}
     assert stack["networks"]["back"] == {"driver": "overlay", "internal": True, "driver_opts": {"encrypted": "true"}}
     assert stack["networks"]["front"] == {"driver": "overlay", "attachable": True}
     assert {"type": "tmpfs", "target": "/dev/shm", "tmpfs": {"size": 128 * 2**20}} in services["db"]["volumes"]
     assert "build" not in text and "depends_on" not in text and "security_opt" not in text
+
+
+def test_no_encrypt_drops_the_option_and_only_it():
+    _, merged = configs("gevent")
+    notes: list[str] = []
+    stack = swarm_stack.convert(merged, encrypt=False, notes=notes)
+    assert stack["networks"]["back"] == {"driver": "overlay", "internal": True}
+    assert stack["networks"]["front"] == {"driver": "overlay", "attachable": True}
+    assert notes == ["network back: not encrypted (--no-encrypt)"]
+    kept = swarm_stack.convert({"networks": {"n": {"driver_opts": {"encrypted": "", "mtu": "1400"}}}}, encrypt=False)
+    assert kept["networks"]["n"] == {"driver": "overlay", "driver_opts": {"mtu": "1400"}}
 
 
 @pytest.mark.parametrize("publish", ["host", "random", "ingress"])
