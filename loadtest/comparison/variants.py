@@ -96,10 +96,18 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     _mongrel2("ceiling", "Mongrel2 + the ceiling handler (blocking pyzmq, no hub, no app)", None,
               "compose/ceiling.yml", bare=True),
     # Peers (services/peers/): the same scenarios and CPU limits, our per-request work.
+    # Which is the fair peer for the scenarios that wait (sleep, fanout, the database): the
+    # ones waiting cooperatively, as our greenlets do: uvicorn-starlette and
+    # granian-starlette, one app on one lock, only the server differs. wsgi-granian is our
+    # own app under granian, waiting in threads: sized to the load (1,000 threads a
+    # worker, the WSGI variants' WORKER_CONNECTIONS) it serves every scenario, at the
+    # price of a thread per wait and GETs one after another on /fanout (docs/benchmarks.md).
     _peer("wsgi-granian", "granian (Rust HTTP server) serving our WSGI app on the blocking hub, "
           "a thread per request", "wsgi", "blocking", "granian"),
     _peer("uvicorn-starlette", "uvicorn + uvloop + httptools, a Starlette + asyncpg app",
           "asgi", "uvloop", "uvicorn"),
+    _peer("granian-starlette", "granian (ASGI, uvloop) serving uvicorn-starlette's Starlette + asyncpg app",
+          "asgi", "uvloop", "granian"),
     # An app of your own behind Mongrel2; it has only some of the demo's endpoints. These
     # and the notes example run the stack's default shape, behind the dispatcher.
     _mongrel2("example-flask", "Mongrel2 + a Flask app on gevent handlers", "gevent",

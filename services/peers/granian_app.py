@@ -6,7 +6,10 @@ blocking hub (m2stack/hubs/blocking.py) and granian's thread pool supplies the
 concurrency: one request per thread. What that means for the measured endpoints:
   - /plaintext, /json: pure CPU under the GIL; the threads take turns.
   - /sleep: time.sleep holds its thread, so at most GRANIAN_THREADS sleeps run at once
-    (threads / duration requests per second), where a hub interleaves thousands.
+    (threads / duration requests per second), where a hub interleaves thousands: hence
+    1,000 threads by default (run_granian.py).
+  - /fanout: the blocking hub's map_concurrently runs the K GETs one after another, each
+    holding a second thread of this same server while the first waits for it.
   - /db and friends: psycopg2 blocks in libpq (no wait callback) and releases the GIL, so
     up to GRANIAN_THREADS queries run at once, each thread on its own pooled connection.
   - no request deadline: the blocking hub's Timeout never fires (no 504); the database's

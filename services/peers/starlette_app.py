@@ -3,13 +3,17 @@
     /plaintext /json /sleep /healthz          (m2stack/demo/basics.py)
     /db /queries /fortunes /updates           (m2stack/demo/world.py: the same SQL and
                                                TechEmpower rules, on the same database)
+    /fanout                                   (m2stack/demo/fanout.py: K concurrent GETs,
+                                               the same settings, summary and 502)
 
 Like for like, every request does the per-request work of m2stack's App: a request id
 (a well-formed X-Request-Id kept, else minted), the response headers X-Request-Id,
 X-Handler-Id, X-Hub, X-Front-Door, the same Prometheus metrics (names, labels, buckets),
 a deadline (HANDLER_REQUEST_TIMEOUT, then 504) and errors as the same JSON body. Written
 as a plain ASGI middleware, the cheap way Starlette's documentation recommends.
-Settings: the DB_* variables of m2stack/settings.py (same names, same defaults).
+Settings: the DB_* and FANOUT_* variables of m2stack/settings.py (same names; FANOUT_URL
+has no default that fits a peer, whose compose file names its own /json).
+Served by uvicorn (run_uvicorn.py) and by granian in ASGI mode (run_granian.py): one app.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ import re
 import secrets
 import socket
 import time
+from collections import Counter as Tally
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from html import escape
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import uvloop
@@ -308,6 +314,74 @@ async def updates(request: Request) -> Response:
     return JSONResponse([{"id": id_, "randomNumber": numbers[id_]} for id_ in ids])
 
 
+# ---- /fanout: m2stack/demo/fanout.py on asyncio ----------------------------------------
+# The demo runs K blocking http.client GETs in K greenlets; here K tasks each open a
+# connection with asyncio's streams and send the same request (GET, Connection: close),
+# so they wait side by side on the event loop. Targets are settings, never the request's.
+
+MAX_FANOUT = 100
+MAX_DELAY_MS = 2_000
+FANOUT_URL = _env("FANOUT_URL", "http://127.0.0.1:6767/json")
+FANOUT_SLOW_URL = _env("FANOUT_SLOW_URL", "http://127.0.0.1:6767/sleep?ms={ms}")
+FANOUT_TIMEOUT = float(_env("FANOUT_TIMEOUT", "5"))
+
+
+async def _get(url: str) -> dict:
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+    try:
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                     "User-Agent: m2stack-fanout\r\nConnection: close\r\n\r\n".encode("latin-1"))
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        body = await reader.read()  # Connection: close: the body ends with the stream
+        return {"status": status, "bytes": len(body)}
+    finally:
+        writer.close()
+
+
+async def fetch(url: str, timeout: float) -> dict:
+    """One GET: status, size and time, or the error's type. Never raises."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        return {"error": "UnsupportedURL", "ms": 0.0}
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(timeout):
+            result = await _get(url)
+    except (OSError, ValueError, IndexError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        # TimeoutError is an OSError: a GET past FANOUT_TIMEOUT, as http.client's timeout
+        result = {"error": type(exc).__name__}
+    result["ms"] = (time.monotonic() - started) * 1000
+    return result
+
+
+def summarise(url: str, results: list[dict], elapsed: float) -> dict:
+    statuses = Tally(str(r["status"]) for r in results if "status" in r)
+    errors = Tally(r["error"] for r in results if "error" in r)
+    ok = sum(1 for r in results if 200 <= r.get("status", 0) < 300)
+    return {"n": len(results), "url": url, "ok": ok, "failed": len(results) - ok,
+            "statuses": dict(statuses), "errors": dict(errors),
+            "bytes": sum(r.get("bytes", 0) for r in results),
+            "elapsed_ms": round(elapsed * 1000, 1),
+            "slowest_ms": round(max(r["ms"] for r in results), 1),
+            "sum_of_request_ms": round(sum(r["ms"] for r in results), 1)}
+
+
+async def fanout(request: Request) -> Response:
+    """200 with the summary when every GET got a 2xx; 502 with the same summary otherwise."""
+    n = int_argument(request, "n", 10, 1, MAX_FANOUT)
+    delay = int_argument(request, "delay_ms", 0, 0, MAX_DELAY_MS)
+    url = FANOUT_SLOW_URL.format(ms=delay) if delay else FANOUT_URL
+    started = time.monotonic()
+    results = await asyncio.gather(*(fetch(url, FANOUT_TIMEOUT) for _ in range(n)))
+    summary = summarise(url, results, time.monotonic() - started)
+    if summary["failed"]:
+        raise Refused(502, "some fan-out requests failed", summary)
+    return JSONResponse(summary)
+
+
 # ---- the app ------------------------------------------------------------------------------
 
 async def watch_loop_lag(interval: float = 1.0) -> None:
@@ -342,7 +416,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 app = Starlette(
     routes=[Route("/plaintext", plaintext), Route("/json", hello_json), Route("/sleep", sleep),
             Route("/healthz", healthz), Route("/db", single_query), Route("/queries", multiple_queries),
-            Route("/fortunes", fortunes), Route("/updates", updates)],
+            Route("/fortunes", fortunes), Route("/updates", updates), Route("/fanout", fanout)],
     exception_handlers={HTTPException: http_error, 500: server_error},
     lifespan=lifespan,
 )
