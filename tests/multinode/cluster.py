@@ -27,7 +27,8 @@ NODES = (1, 2, 3)
 def run(*args: str, env: dict | None = None, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n"
+                             f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
     return result
 
 

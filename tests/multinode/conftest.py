@@ -75,8 +75,8 @@ def cluster():
     try:
         script("up")
         script("registry-up")
-        mounts = subprocess.run(["docker", "inspect", "--format", "{{range .Mounts}}{{.Type}} {{end}}", "m2mn-registry"],
-                                capture_output=True, text=True).stdout.split()
+        mounts = subprocess.run(["docker", "inspect", "--format", "{{range .Mounts}}{{.Type}} {{end}}",
+                                 "m2mn-registry"], capture_output=True, text=True).stdout.split()
         assert "volume" not in mounts, f"the registry made a volume that would outlive it: {mounts}"
         yield
     finally:
