@@ -187,11 +187,13 @@ test-e2e: images .venv/ok ## docker compose stacks driven by real HTTP clients (
 test-example: images .venv/ok ## the notes example service end to end: both doors, both hubs
 	COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q tests/e2e/test_example_service.py
 
-# Every variant under the same load, one after another; report in reports/<timestamp>/.
+# The variants under the same load, one after another, ROUNDS=3 times; report in
+# reports/<timestamp>/. The standard run: the headline variants and scenarios, wrk swept
+# over CONCURRENCY=16,64,256,1024 connections; FULL=1: every scenario and variant.
 # Narrow or widen: VARIANTS=a,b SCENARIOS=x,y DURATION=30 WARMUP=5 USERS=64 SPAWN_RATE=
 # HANDLERS=1 LOCUST_WORKERS=1 HANDLER_CPUS=1.0 MONGREL2_CPUS=1.0 LOCUST_CPUS=1.0 (see loadtest/compare.py);
 # VARIANTS names come from loadtest/comparison/variants.py.
-compare: images .venv/ok ## load-test every variant side by side (Locust + wrk), write a report
+compare: images .venv/ok ## load-test the variants side by side, 3 rounds, wrk swept (FULL=1: everything), write a report
 	COMPOSE="$(COMPOSE)" HANDLERS=$(HANDLERS) .venv/bin/python loadtest/compare.py
 
 # The dispatcher's ceiling on one CPU (loadtest/dispatch_bench.py), in the test image: the

@@ -14,7 +14,10 @@ Settings (environment): VARIANTS (names of comparison/variants.py; default: ever
 marked in_compare), SCENARIOS (names of scenarios.py; default: all), DURATION, WARMUP
 (seconds), USERS, USERS_<SCENARIO> (e.g. USERS_SLEEP=5000), SPAWN_RATE, HANDLERS,
 LOCUST_WORKERS, HANDLER_CPUS, MONGREL2_CPUS, DB_CPUS, LOCUST_CPUS, WRK_THREADS,
-WRK_CONNECTIONS, ACCESS_LOG, REPORT_DIR, COMPARE_PROJECT_PREFIX (compose projects are
+WRK_CONNECTIONS, ROUNDS (3: every variant once per round, the report gives the median and
+the spread), CONCURRENCY (wrk connection counts to sweep, default 16,64,256,1024), FULL
+(1: every scenario and every in_compare variant; default: the standard run,
+comparison/settings.py), ACCESS_LOG, REPORT_DIR, COMPARE_PROJECT_PREFIX (compose projects are
 <prefix>-<variant>, default m2cmp), COMPOSE (the compose command, default "docker compose"),
 HOTPATH_JSON (rows from `make bench BENCH_OUT=file`: a per-step table per hub in the report).
 Output: reports/<timestamp>/ (report.md, throughput.png, latency.png, cpu.png, results.json,
@@ -49,29 +52,36 @@ FAILURES = (RuntimeError, subprocess.SubprocessError, OSError)
 
 
 def run_variant(stack: Stack, settings: Settings, out: Path, progress: Progress,
-                rows: list[dict]) -> bool:
-    """Every scenario on one variant, appended to rows; False when anything failed."""
+                rows: list[dict], round_number: int) -> bool:
+    """Every scenario at every level on one variant, appended to rows; False when anything failed."""
     name, ok = stack.name, True
     try:
         stack.up()
         for scenario in settings.scenarios:
-            try:
-                rows.append(run_scenario(stack, SCENARIOS[scenario], out / "raw" / name / scenario,
-                                         progress))
-            except FAILURES as exc:
-                ok = False
-                progress.skip(name, scenario, f"error: {str(exc)[:500]}")
-                rows.append({"variant": name, "scenario": scenario, "status": "error",
-                             "note": error_note(exc)})
-            write_results(out, rows)
-    except FAILURES as exc:  # the stack itself: every scenario not yet run is an error
+            levels = settings.levels(SCENARIOS[scenario])
+            for users in levels:
+                raw = out / "raw" / name / scenario
+                if settings.rounds > 1 or len(levels) > 1:
+                    raw = raw / f"round{round_number}-c{users}"
+                try:
+                    rows.append(run_scenario(stack, SCENARIOS[scenario], raw, progress, users, round_number,
+                                             warm_up=users == levels[0]))
+                except FAILURES as exc:
+                    ok = False
+                    progress.skip(name, scenario, f"error: {str(exc)[:500]}")
+                    rows.append({"variant": name, "scenario": scenario, "users": users, "round": round_number,
+                                 "status": "error", "note": error_note(exc)})
+                write_results(out, rows)
+    except FAILURES as exc:  # the stack itself: every run not yet made is an error
         progress.line(f"{name}: error: {exc}")
-        done = {r["scenario"] for r in rows if r["variant"] == name}
+        done = {(r["scenario"], r.get("users")) for r in rows
+                if r["variant"] == name and r.get("round") == round_number}
         for scenario in settings.scenarios:
-            if scenario not in done:
-                progress.runs_done += 1
-                rows.append({"variant": name, "scenario": scenario, "status": "error",
-                             "note": error_note(exc)})
+            for users in settings.levels(SCENARIOS[scenario]):
+                if (scenario, users) not in done:
+                    progress.runs_done += 1
+                    rows.append({"variant": name, "scenario": scenario, "users": users, "round": round_number,
+                                 "status": "error", "note": error_note(exc)})
         (out / "raw" / name).mkdir(parents=True, exist_ok=True)
         (out / "raw" / name / "compose.log").write_text(stack.logs())
         return False
@@ -100,26 +110,32 @@ def main() -> int:
     rows: list[dict] = []
     interrupted = errors = False
     try:
-        for index, name in enumerate(settings.variants, 1):
-            variant = VARIANTS[name]
-            absent = [f for f in variant.files if not (ROOT / f).exists()]
-            if absent:
-                why = f"variant not available here: {', '.join(absent)} missing"
-                for scenario in settings.scenarios:
-                    progress.skip(name, scenario, why)
-                    rows.append({"variant": name, "scenario": scenario, "status": "n/a", "note": why})
-            else:
-                progress.variant(name, index, f"starting ({variant.description}, "
-                                              f"{settings.handlers} handler process(es))")
-                errors |= not run_variant(Stack(variant, settings), settings, out, progress, rows)
-            progress.variants_done += 1
+        # Rounds outermost: each round runs every variant once, so drift on the machine
+        # (heat, other load) spreads over every variant instead of landing on one.
+        for round_number in range(1, settings.rounds + 1):
+            progress.round = round_number
+            for index, name in enumerate(settings.variants, 1):
+                variant = VARIANTS[name]
+                absent = [f for f in variant.files if not (ROOT / f).exists()]
+                if absent:
+                    why = f"variant not available here: {', '.join(absent)} missing"
+                    for scenario in settings.scenarios:
+                        progress.skip(name, scenario, why)
+                        rows.append({"variant": name, "scenario": scenario, "round": round_number,
+                                     "status": "n/a", "note": why})
+                else:
+                    progress.variant(name, index, f"starting ({variant.description}, "
+                                                  f"{settings.handlers} handler process(es))")
+                    errors |= not run_variant(Stack(variant, settings), settings, out, progress, rows,
+                                              round_number)
+                progress.variants_done += 1
     except KeyboardInterrupt:
         interrupted = True
         progress.line("interrupted: stacks removed, writing what was measured")
     finally:
         write_results(out, rows)
         charts = write_charts(out, rows, settings.scenarios)
-        write_report(out, settings, machine, rows, charts, interrupted)
+        write_report(out, settings, machine, rows, charts, interrupted, progress.elapsed())
         progress.line(f"report: {out / 'report.md'}")
     return 130 if interrupted else 1 if errors else 0
 

@@ -23,6 +23,7 @@ def _env_int(name: str, default: int) -> int:
 SLEEP_MS = _env_int("SLEEP_MS", 1000)    # /sleep: each request waits this long (the I/O wait)
 QUERIES = _env_int("QUERIES", 20)        # /queries and /updates: rows per request
 FANOUT = _env_int("FANOUT", 10)          # /fanout: outbound requests per request
+OPEN_RATE = _env_int("OPEN_RATE", 2000)  # open-json: requests/s asked for, whatever the answers
 
 # POST /items: a body the app accepts, and ones it must refuse with a given 4xx.
 # (the ItemIn Struct of services/m2stack/items.py)
@@ -51,7 +52,8 @@ class Scenario:
     name: str
     description: str
     requests: tuple[Request, ...]
-    generator: str = "locust"         # "locust", or "wrk" for raw request-rate ceilings
+    generator: str = "locust"         # "locust"; "wrk" for raw request-rate ceilings; "openloop"
+                                      # for latency at a fixed arrival rate (loadtest/openloop.py)
     users: int | None = None          # default concurrency for this scenario (else USERS)
 
 
@@ -103,6 +105,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              (PLAINTEXT,), generator="wrk"),
     Scenario("wrk-json", "wrk, GET /json: raw request rate (no body check)", (JSON,),
              generator="wrk"),
+    Scenario("wrk-db", "wrk, GET /db: one PostgreSQL read per request at the request rate wrk "
+             "drives (non-2xx count as errors; no body check)", (DB,), generator="wrk"),
+    Scenario("open-json", f"GET /json at a fixed {OPEN_RATE:,} requests/s (open loop, at most 64 "
+             "connections): latency from when each request was due, so a stall is counted as users "
+             "see it (wrk2's correction for coordinated omission); compare the p99, not the rate",
+             (JSON,), users=64, generator="openloop"),
     Scenario("wrk-sleep", f"wrk, GET /sleep?ms={SLEEP_MS} on 5,000 connections: requests held "
              "in flight at once (Locust cannot drive that many users here)", (SLEEP,),
              users=5000, generator="wrk"),

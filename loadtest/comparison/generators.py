@@ -81,9 +81,10 @@ def _number(raw: str | None) -> float | None:
 
 
 def run_wrk(stack: Stack, scenario: Scenario, users: int, duration: int, dest: Path) -> dict:
-    """wrk on the scenario's first request; wrk_report.lua prints a WRK_JSON summary line."""
+    """wrk on the scenario's first request, `users` connections; wrk_report.lua prints a
+    WRK_JSON summary line."""
     settings = stack.settings
-    connections = settings.wrk_connections or users
+    connections = users
     threads = max(1, min(settings.wrk_threads, connections))
     request = scenario.requests[0]
     command = ["run", "--rm", "--no-deps", "-T", "--entrypoint", "wrk", "locust-worker",
@@ -106,4 +107,27 @@ def run_wrk(stack: Stack, scenario: Scenario, users: int, duration: int, dest: P
             "exit_code": str(result.returncode), "generator_cpu_warning": False}
 
 
-GENERATORS = {"locust": run_locust, "wrk": run_wrk}
+def run_openloop(stack: Stack, scenario: Scenario, users: int, duration: int, dest: Path) -> dict:
+    """loadtest/openloop.py at OPEN_RATE requests/s on at most `users` connections."""
+    from scenarios import OPEN_RATE
+    request = scenario.requests[0]
+    command = ["run", "--rm", "--no-deps", "-T", "--entrypoint", "python3", "locust-worker",
+               "/app/loadtest/openloop.py", stack.variant.target + request.path, str(OPEN_RATE),
+               str(duration), str(users)]
+    result = stack.compose(*command, check=False, timeout=duration + 120)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "openloop.log").write_text(result.stdout + result.stderr)
+    line = next((line for line in result.stdout.splitlines() if line.startswith("OPENLOOP_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"openloop.py printed no summary ({result.returncode}):\n"
+                           f"{(result.stdout + result.stderr)[-2000:]}")
+    raw = json.loads(line[len("OPENLOOP_JSON "):])
+    # The generator held the rate, or it (not the server) set the pace: said in the row.
+    behind = (raw["rate_sent"] or 0) < 0.98 * raw["rate_asked"] or (raw["generator_lag_p99_ms"] or 0) > 5
+    return {"requests": raw["requests"], "failures": raw["errors"], "rps": raw["rate_answered"],
+            "avg_ms": raw["avg_ms"], "p50_ms": raw["p50_ms"], "p95_ms": raw["p95_ms"],
+            "p99_ms": raw["p99_ms"], "max_ms": raw["p100_ms"], "openloop": raw, "endpoints": [],
+            "exit_code": str(result.returncode), "generator_cpu_warning": behind}
+
+
+GENERATORS = {"locust": run_locust, "wrk": run_wrk, "openloop": run_openloop}

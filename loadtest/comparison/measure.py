@@ -13,6 +13,7 @@ from scenarios import Scenario, probes
 
 from .generators import GENERATORS
 from .progress import Progress
+from .rounds import GENERATOR_BUSY_LIMIT, generator_busy
 from .sampler import Sampler
 from .stack import GENERATOR_SERVICES, Stack, http
 
@@ -48,20 +49,25 @@ def check_endpoints(stack: Stack, scenario: Scenario) -> str | None:
     return None
 
 
-def run_scenario(stack: Stack, scenario: Scenario, raw_dir: Path, progress: Progress) -> dict:
+def run_scenario(stack: Stack, scenario: Scenario, raw_dir: Path, progress: Progress,
+                 users: int | None = None, round_number: int = 1, warm_up: bool = True) -> dict:
+    """One measured run; `users` is the concurrency (Locust users or wrk connections).
+    warm_up=False: the level before, measured a moment ago on this stack, warmed it."""
     settings = stack.settings
-    users = settings.users_for(scenario)
+    users = users or settings.users_for(scenario)
     row = {"variant": stack.name, "scenario": scenario.name, "generator": scenario.generator,
-           "users": users, "duration_s": settings.duration, "handlers": settings.handlers}
+           "users": users, "round": round_number, "duration_s": settings.duration,
+           "handlers": settings.handlers}
     missing = check_endpoints(stack, scenario)
     if missing:
         progress.skip(stack.name, scenario.name, missing)
         return {**row, "status": "n/a", "note": missing}
     generate = GENERATORS[scenario.generator]
-    if settings.warmup:
+    if settings.warmup and warm_up:
         progress.step(stack.name, scenario.name, f"warming up {settings.warmup}s")
         generate(stack, scenario, users, settings.warmup, raw_dir / "warmup")
-    progress.step(stack.name, scenario.name, f"measuring {settings.duration}s, {users} users")
+    progress.step(stack.name, scenario.name, f"measuring {settings.duration}s, {users} "
+                  f"{'connections' if scenario.generator == 'wrk' else 'users'}")
     started = time.monotonic()
     with Sampler(stack.project) as sampler:
         stats = generate(stack, scenario, users, settings.duration, raw_dir)
@@ -74,7 +80,13 @@ def run_scenario(stack: Stack, scenario: Scenario, raw_dir: Path, progress: Prog
     if row["failures"]:
         row["note"] = f"{row['failures']} failed requests"
     if stats.get("generator_cpu_warning"):
-        row["note"] = (row["note"] + "; " if row["note"] else "") + "Locust warned: generator CPU-bound"
+        row["note"] = (row["note"] + "; " if row["note"] else "") + (
+            "the generator fell behind its rate" if scenario.generator == "openloop"
+            else "Locust warned: generator CPU-bound")
+    busy = generator_busy(row)
+    if busy > GENERATOR_BUSY_LIMIT:
+        row["note"] = (row["note"] + "; " if row["note"] else "") + \
+            f"generator at {busy:.0%} of its CPU: it may be the limit"
     progress.done(stack.name, scenario.name, row)
     return row
 

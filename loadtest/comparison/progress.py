@@ -14,23 +14,28 @@ class Progress:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.total_runs = len(settings.variants) * len(settings.scenarios)
+        self.total_runs = settings.runs()
         self.runs_done = 0
-        self.variants_done = 0
+        self.variants_done = 0   # variant stacks brought up and down, over every round
+        self.round = 1
         self.started = time.monotonic()
+
+    def elapsed(self) -> int:
+        return round(time.monotonic() - self.started)
 
     def remaining(self) -> str:
         s = self.settings
         per_run = s.duration + self.RUN_OVERHEAD + (s.warmup + self.RUN_OVERHEAD if s.warmup else 0)
         left = (self.total_runs - self.runs_done) * per_run \
-            + (len(s.variants) - self.variants_done) * self.VARIANT_OVERHEAD
+            + (len(s.variants) * s.rounds - self.variants_done) * self.VARIANT_OVERHEAD
         return f"about {left // 60}m{left % 60:02d}s left"
 
     def line(self, text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
     def variant(self, name: str, index: int, text: str) -> None:
-        self.line(f"{name} ({index}/{len(self.settings.variants)}): {text}; {self.remaining()}")
+        self.line(f"round {self.round}/{self.settings.rounds}, {name} ({index}/{len(self.settings.variants)}): "
+                  f"{text}; {self.remaining()}")
 
     def step(self, variant: str, scenario: str, text: str) -> None:
         index = self.settings.scenarios.index(scenario) + 1

@@ -17,12 +17,13 @@ from pathlib import Path
 
 from scenarios import SCENARIOS
 
+from .rounds import GENERATOR_BUSY_LIMIT, Cell, cells, representative
 from .sampler import read_text
 from .settings import ROOT, Settings
 from .stack import COMPOSE
 from .variants import VARIANTS
 
-CSV_COLUMNS = ["variant", "scenario", "status", "generator", "users", "handlers", "duration_s",
+CSV_COLUMNS = ["variant", "scenario", "round", "status", "generator", "users", "handlers", "duration_s",
                "requests", "failures", "rps", "p50_ms", "p95_ms", "p99_ms", "avg_ms", "max_ms",
                "server_cpu_s", "cpu_s_per_1k", "peak_mib_per_handler_process", "handler_cpu_s_per_1k",
                "serving_cpu_s", "serving_cpu_us_per_request", "requests_per_serving_cpu_s",
@@ -30,6 +31,7 @@ CSV_COLUMNS = ["variant", "scenario", "status", "generator", "users", "handlers"
 
 
 DASH = "\u2013"  # en dash: no value
+FLAG = " \u26a0"  # the generator may have been the limit
 
 
 def fmt(value, digits: int = 0) -> str:
@@ -84,15 +86,19 @@ def write_results(out: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def write_charts(out: Path, rows: list[dict], scenarios: list[str]) -> list[str]:
-    """throughput.png, latency.png and cpu.png, a panel per measured scenario; none without
-    matplotlib (cpu.png also none when no row has the server side's CPU)."""
+def write_charts(out: Path, rows: list[dict], scenarios: list[str], concurrency: int = 64) -> list[str]:
+    """throughput.png, latency.png and cpu.png, a panel per measured scenario (the median
+    round, at the concurrency nearest `concurrency`), and sweep.png when a scenario ran at
+    several levels; none without matplotlib (cpu.png also none when no row has the server
+    side's CPU)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return []
+    swept = _sweep_chart(out, plt, cells(rows), scenarios)
+    rows = representative(rows, concurrency)
     measured = [s for s in scenarios if any(r["scenario"] == s and r["status"] == "ok" for r in rows)]
     if not measured:
         return []
@@ -118,7 +124,44 @@ def write_charts(out: Path, rows: list[dict], scenarios: list[str]) -> list[str]
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
         charts.append(name)
-    return charts
+    return swept + charts
+
+
+def _sweep_chart(out: Path, plt, all_cells: list[Cell], scenarios: list[str]) -> list[str]:
+    """Throughput and p99 against concurrency, a line per variant, the rounds' spread as
+    error bars; for the scenarios measured at more than one level."""
+    swept = [s for s in scenarios if len({c.concurrency for c in all_cells if c.scenario == s}) > 1]
+    if not swept:
+        return []
+    fig, axes = plt.subplots(len(swept), 2, figsize=(12, 4.2 * len(swept)), squeeze=False)
+    for (rate_ax, p99_ax), scenario in zip(axes, swept, strict=True):
+        for variant in dict.fromkeys(c.variant for c in all_cells if c.scenario == scenario):
+            line = sorted((c for c in all_cells if c.scenario == scenario and c.variant == variant),
+                          key=lambda c: c.concurrency)
+            xs = [c.concurrency for c in line]
+            rate_ax.errorbar(xs, [c.rps for c in line], yerr=[[c.rps - c.rps_min for c in line],
+                                                              [c.rps_max - c.rps for c in line]],
+                             marker="o", capsize=3, label=variant)
+            p99 = [c for c in line if c.p99_ms is not None]
+            p99_ax.errorbar([c.concurrency for c in p99], [c.p99_ms for c in p99],
+                            yerr=[[c.p99_ms - c.p99_min for c in p99], [c.p99_max - c.p99_ms for c in p99]],
+                            marker="o", capsize=3, label=variant)
+        levels = sorted({c.concurrency for c in all_cells if c.scenario == scenario})
+        for ax, label in ((rate_ax, "requests/s (median, min-max)"), (p99_ax, "p99 ms (median, min-max)")):
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(levels, [str(level) for level in levels])
+            ax.minorticks_off()
+            ax.set_xlabel("connections")
+            ax.set_ylabel(label)
+            ax.set_title(scenario)
+            ax.grid(alpha=0.3)
+        p99_ax.set_yscale("log")
+        rate_ax.legend(fontsize=7)
+    fig.suptitle("Concurrency sweep: every variant at every level, over the rounds")
+    fig.tight_layout()
+    fig.savefig(out / "sweep.png", dpi=110)
+    plt.close(fig)
+    return ["sweep.png"]
 
 
 def _throughput(ax, ok: list[dict]) -> None:
@@ -166,10 +209,15 @@ def _latency(ax, ok: list[dict]) -> None:
 
 
 def write_report(out: Path, settings: Settings, machine: dict, rows: list[dict],
-                 charts: list[str], interrupted: bool) -> None:
+                 charts: list[str], interrupted: bool, elapsed_s: int | None = None) -> None:
     lines = [f"# Load-test comparison, {machine['started']}", ""]
     if interrupted:
         lines += ["**Interrupted: the tables hold only what finished.**", ""]
+    if elapsed_s is not None:
+        lines += [(f"Run time: {elapsed_s // 60} min {elapsed_s % 60:02d} s for {settings.rounds} round(s) of "
+                   f"{len(settings.variants)} variant(s) x {len(settings.scenarios)} scenario(s)"
+                   + (f", wrk at {', '.join(map(str, settings.concurrency))} connections" if settings.concurrency
+                      else "") + "."), ""]
     lines += [
         (f"Same profile for every variant: {settings.duration} s measured after {settings.warmup} s "
          f"of warm-up; {settings.users} Locust users unless the scenario says otherwise, "
@@ -195,11 +243,13 @@ def write_report(out: Path, settings: Settings, machine: dict, rows: list[dict],
          "(it includes each worker's start, about 0.5 CPU-s, so short runs overstate it)."),
         "",
     ]
+    lines += _summary_tables(settings, cells(rows))
     for name in settings.scenarios:
         scenario_rows = [r for r in rows if r["scenario"] == name]
         if scenario_rows:
             lines += _scenario_table(name, scenario_rows)
-    lines += _efficiency_table(settings.scenarios, rows)
+    lines += _efficiency_table(settings.scenarios, representative(rows, settings.users))
+    lines += _price_split_table(settings.scenarios, representative(rows, settings.users))
     lines += _hotpath_section(out, settings)
     if charts:
         lines += ["## Charts", ""] + [f"![{c}]({c})" for c in charts] + [""]
@@ -210,22 +260,65 @@ def write_report(out: Path, settings: Settings, machine: dict, rows: list[dict],
     (out / "report.md").write_text("\n".join(lines))
 
 
+def _summary_tables(settings: Settings, all_cells: list[Cell]) -> list[str]:
+    """Per scenario and concurrency: the median of the rounds and their spread, the verdict
+    against the best (a tie when the ranges overlap), and the generator flag."""
+    if not all_cells:
+        return []
+    lines = [f"## Summary: median of {settings.rounds} round(s), spread, ties", "",
+             ("Each cell is the median over the rounds (each round runs every variant once, one "
+              "after another), with the lowest and highest round in brackets. **vs best** is the "
+              "median over the best median of the column; **verdict**: *best*, *tie* when the "
+              "cell's best round reaches the best cell's worst round (the difference is within "
+              "the noise of this run), else behind. **gen.** is the highest share of its CPU "
+              f"limit the load generator used in any round: above {GENERATOR_BUSY_LIMIT:.0%} "
+              "(flagged \u26a0) the generator may have set the rate, not the server."), ""]
+    for scenario in dict.fromkeys(c.scenario for c in all_cells):
+        for concurrency in sorted({c.concurrency for c in all_cells if c.scenario == scenario}):
+            column = [c for c in all_cells if c.scenario == scenario and c.concurrency == concurrency]
+            best = max(c.rps for c in column)
+            generator = SCENARIOS[scenario].generator
+            unit = "users" if generator == "locust" else "connections"
+            fixed_rate = generator == "openloop"  # every variant asked the same rate: the p99 decides
+            lines += [f"**{scenario}, {concurrency} {unit}**"
+                      + (" (a fixed rate: sorted by p99; req/s shows the rate was held)" if fixed_rate else ""), "",
+                      ("| variant | req/s | vs best | verdict | p99 ms | server CPU-\u00b5s/req | gen. "
+                       "| failures | rounds |"),
+                      "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+            for c in sorted(column, key=lambda c: (c.p99_ms or 0) if fixed_rate else -c.rps):
+                p99 = (f"{fmt(c.p99_ms)} ({fmt(c.p99_min)}{DASH}{fmt(c.p99_max)})" if c.p99_ms is not None
+                       else DASH)
+                lines.append(
+                    f"| {c.variant} | {fmt(c.rps)} ({fmt(c.rps_min)}{DASH}{fmt(c.rps_max)}) "
+                    f"| {c.rps / best:.2f} | {DASH if fixed_rate else c.verdict} | {p99} | {fmt(c.serving_us)} "
+                    f"| {c.generator_busy:.0%}{FLAG if c.generator_bound else ''} | {c.failures} | {c.rounds} |")
+            lines.append("")
+    return lines
+
+
 def _scenario_table(name: str, rows: list[dict]) -> list[str]:
     scenario = SCENARIOS[name]
     ok = [r for r in rows if r["status"] == "ok"]
-    best = max((r["rps"] for r in ok), default=0) or None
-    lines = [f"## {name}", "", scenario.description + f" ({scenario.generator}).", "",
-             ("| variant | req/s | vs best | p50 ms | p95 ms | p99 ms | requests | failures "
+    best: dict[tuple, float] = {}   # per round and concurrency: the runs measured side by side
+    for r in ok:
+        key = (r.get("round"), r.get("users"))
+        best[key] = max(best.get(key, 0.0), r["rps"])
+    lines = [f"## {name}", "", scenario.description + f" ({scenario.generator}); every run, "
+             "**vs best** within its round and concurrency.", "",
+             ("| variant | round | conc. | req/s | vs best | p50 ms | p95 ms | p99 ms | requests | failures "
               "| CPU-s/1k | handler CPU-s/1k | server CPU-\u00b5s/req | req/server CPU-s "
               "| MiB/proc | gen. cores | notes |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"| {r['variant']} | {r['status']} | | | | | | | | | | | | | {r['note']} |")
+            lines.append(f"| {r['variant']} | {r.get('round', '')} | {r.get('users', '')} | {r['status']} "
+                         f"| | | | | | | | | | | | | {r['note']} |")
             continue
-        ratio = f"{r['rps'] / best:.2f}" if best else DASH
+        top = best.get((r.get("round"), r.get("users")))
+        ratio = f"{r['rps'] / top:.2f}" if top else DASH
         lines.append(
-            f"| {r['variant']} | {fmt(r['rps'])} | {ratio} | {fmt(r['p50_ms'])} "
+            f"| {r['variant']} | {r.get('round', 1)} | {r.get('users')} | {fmt(r['rps'])} | {ratio} "
+            f"| {fmt(r['p50_ms'])} "
             f"| {fmt(r['p95_ms'])} | {fmt(r['p99_ms'])} | {fmt(r['requests'])} "
             f"| {fmt(r['failures'])} | {fmt(r['cpu_s_per_1k'], 3)} "
             f"| {fmt(r.get('handler_cpu_s_per_1k'), 3)} "
@@ -259,6 +352,35 @@ def _efficiency_table(scenarios: list[str], rows: list[dict]) -> list[str]:
             cells.append(f"{fmt(number)} ({number / best[scenario]:.2f})" if number and best[scenario]
                          else DASH)
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _price_split_table(scenarios: list[str], rows: list[dict]) -> list[str]:
+    """Where a request's server CPU goes: CPU-µs per request of each service of the stack
+    (the median round at the headline concurrency). For the Mongrel2 variants the front's
+    price (mongrel2, and the dispatcher in its shape) sits beside the app's: what bounds
+    the shape, measured in the same run rather than against a separate ceiling."""
+    measured = [r for r in rows if r.get("requests") and r.get("cpu_by_service_s")]
+    if not measured:
+        return []
+    services = ["mongrel2", "dispatcher", "app", "db"]
+    lines = ["## Where the server CPU goes", "",
+             ("CPU-\u00b5s per request of each part of the stack, from its containers' cgroups (the "
+              "median round at the headline concurrency): **front** is mongrel2, **dispatcher** the "
+              "dispatcher (its shape only), **app** the app processes (handlers, or the one server of "
+              "a WSGI variant or peer), **db** PostgreSQL. A Mongrel2 variant cannot serve more "
+              "requests per core than 1e6 over front + dispatcher + app; the front's share is the "
+              "price of the door."), "",
+             "| scenario | variant | front | dispatcher | app | db | total |", "|---|---|---:|---:|---:|---:|---:|"]
+    for scenario in scenarios:
+        for r in (r for r in measured if r["scenario"] == scenario):
+            variant = VARIANTS.get(r["variant"])
+            cpu = dict(r["cpu_by_service_s"])
+            parts = {"mongrel2": cpu.pop("mongrel2", 0.0), "dispatcher": cpu.pop("dispatcher", 0.0),
+                     "app": cpu.pop(variant.app_service, 0.0) if variant else 0.0, "db": cpu.pop("db", 0.0)}
+            us = {k: v / r["requests"] * 1e6 for k, v in parts.items()}
+            cells_us = " | ".join(fmt(us[k]) if us[k] else DASH for k in services)
+            lines.append(f"| {scenario} | {r['variant']} | {cells_us} | {fmt(sum(us.values()))} |")
     return lines + [""]
 
 

@@ -14,6 +14,16 @@ from .variants import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# The standard run (`make compare`): the scenarios and variants the README's claims rest
+# on, every concurrency level, every round, in about half an hour here. FULL=1: every
+# scenario and every variant marked in_compare.
+STANDARD_SCENARIOS = ["wrk-plaintext", "wrk-json", "open-json", "wrk-db"]
+STANDARD_VARIANTS = ["mongrel2-gevent", "mongrel2-eventlet", "mongrel2-gevent-dispatch", "wsgi-gevent",
+                     "wsgi-granian", "uvicorn-starlette", "granian-starlette"]
+STANDARD_CONCURRENCY = [16, 64, 256, 1024]
+STANDARD_SWEPT = ["wrk-plaintext"]   # the other wrk scenarios at USERS (64) connections
+STANDARD_DURATION, STANDARD_WARMUP = "5", "2"  # seconds; FULL: 30 and 5
+
 
 def seconds(raw: str) -> int:
     """'30', '30s', '2m', '1m30s' -> seconds."""
@@ -54,6 +64,13 @@ class Settings:
     wrk_connections: int | None
     access_log: str
     report_dir: str
+    rounds: int = 1
+    # wrk scenarios run at each of these connection counts (empty: WRK_CONNECTIONS, or the
+    # scenario's users); Locust scenarios keep their users (one Locust worker cannot drive
+    # 1,024 users here without being the limit).
+    concurrency: list[int] = field(default_factory=list)
+    swept: list[str] | None = None   # scenarios the sweep applies to (None: every wrk scenario)
+    full: bool = False
     users_per_scenario: dict[str, int] = field(default_factory=dict)
     # `make bench`'s per-step figures ({"hub", "step", "us"} rows) for the report; empty:
     # hotpath.json in the report folder, if there is one.
@@ -66,12 +83,17 @@ class Settings:
         def get(name: str, default: str) -> str:
             return env.get(name, "").strip() or default
 
+        full = get("FULL", "0") not in ("0", "false", "no")
+        sweep = full or env.get("WRK_CONNECTIONS", "").strip()  # one level asked for: no sweep
+        concurrency = get("CONCURRENCY", "" if sweep else ",".join(map(str, STANDARD_CONCURRENCY)))
         settings = cls(
             variants=names(env.get("VARIANTS", ""), VARIANTS,
-                           [n for n, v in VARIANTS.items() if v.in_compare], "variant"),
-            scenarios=names(env.get("SCENARIOS", ""), SCENARIOS, list(SCENARIOS), "scenario"),
-            duration=seconds(get("DURATION", "30")),
-            warmup=seconds(get("WARMUP", "5")),
+                           [n for n, v in VARIANTS.items() if v.in_compare] if full else STANDARD_VARIANTS,
+                           "variant"),
+            scenarios=names(env.get("SCENARIOS", ""), SCENARIOS, list(SCENARIOS) if full else STANDARD_SCENARIOS,
+                            "scenario"),
+            duration=seconds(get("DURATION", "30" if full else STANDARD_DURATION)),
+            warmup=seconds(get("WARMUP", "5" if full else STANDARD_WARMUP)),
             users=int(get("USERS", "64")),
             spawn_rate=int(get("SPAWN_RATE", "0")) or None,
             handlers=int(get("HANDLERS", "1")),
@@ -85,14 +107,36 @@ class Settings:
             access_log=get("ACCESS_LOG", "false"),
             report_dir=get("REPORT_DIR", str(ROOT / "reports" / stamp)),
             hotpath_json=get("HOTPATH_JSON", ""),
+            rounds=int(get("ROUNDS", "3")),
+            concurrency=[int(c) for c in concurrency.replace(" ", "").split(",") if c],
+            full=full,
+            swept=None if full or env.get("CONCURRENCY", "").strip() else STANDARD_SWEPT,
         )
         for name in settings.scenarios:
             override = env.get("USERS_" + name.upper().replace("-", "_"), "").strip()
             if override:
                 settings.users_per_scenario[name] = int(override)
-        if settings.duration < 1 or settings.users < 1 or settings.handlers < 1:
-            raise SystemExit("DURATION, USERS and HANDLERS must be at least 1")
+        if settings.duration < 1 or settings.users < 1 or settings.handlers < 1 or settings.rounds < 1:
+            raise SystemExit("DURATION, USERS, HANDLERS and ROUNDS must be at least 1")
+        if any(c < 1 for c in settings.concurrency):
+            raise SystemExit("CONCURRENCY: connection counts of at least 1, comma-separated")
         return settings
 
     def users_for(self, scenario: Scenario) -> int:
         return self.users_per_scenario.get(scenario.name) or scenario.users or self.users
+
+    def levels(self, scenario: Scenario) -> list[int]:
+        """The concurrency levels a scenario runs at: users (Locust, open loop) or connections
+        (wrk). A scenario that fixes its own (wrk-sleep's 5,000) or a USERS_<NAME> keeps it;
+        a wrk scenario is swept over CONCURRENCY when the sweep applies to it."""
+        fixed = scenario.users or self.users_per_scenario.get(scenario.name)
+        if scenario.generator != "wrk" or fixed:
+            return [self.users_for(scenario)]
+        one = self.wrk_connections or self.users
+        if self.swept is not None and scenario.name not in self.swept:
+            return [one]
+        return self.concurrency or [one]
+
+    def runs(self) -> int:
+        """Generator runs in the whole comparison (for the progress estimate)."""
+        return self.rounds * len(self.variants) * sum(len(self.levels(SCENARIOS[s])) for s in self.scenarios)

@@ -93,7 +93,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     _mongrel2("mongrel2-eventlet-dispatch", "Mongrel2 + the dispatcher + eventlet handlers", "eventlet",
               "compose/eventlet.yml", in_compare=False),
     # The ceiling handler pulls from mongrel2 itself: it speaks no dispatcher protocol.
-    _mongrel2("ceiling", "Mongrel2 + the ceiling handler (blocking pyzmq, no hub, no app)", None,
+    _mongrel2("ceiling", "mongrel2's own bound: a blocking pyzmq handler, no hub, no app, pre-rendered replies", None,
               "compose/ceiling.yml", bare=True),
     # Peers (services/peers/): the same scenarios and CPU limits, our per-request work.
     # Which is the fair peer for the scenarios that wait (sleep, fanout, the database): the

@@ -36,7 +36,7 @@ def report(tmp_path_factory, docker_available):
     assert all(name in TABLE for name in VARIANTS)
     out = tmp_path_factory.mktemp("compare") / "report"
     env = dict(os.environ, VARIANTS=",".join(VARIANTS), SCENARIOS=",".join(SCENARIOS),
-               DURATION="3", WARMUP="1", USERS="10", SPAWN_RATE="10", HANDLERS=str(HANDLERS),
+               DURATION="3", WARMUP="1", USERS="10", SPAWN_RATE="10", HANDLERS=str(HANDLERS), ROUNDS="1",
                LOCUST_WORKERS="1", REPORT_DIR=str(out), COMPARE_PROJECT_PREFIX=PREFIX,
                COMPOSE=" ".join(COMPOSE))
     lock = hold_off_swarm_leave()  # its stacks are its own, not the fixture's
@@ -124,4 +124,5 @@ def test_every_row_names_the_server_side_cpu_per_request(report):
         assert row["requests_per_serving_cpu_s"] > 0, row
     text = (report / "report.md").read_text()
     assert "## Requests per server CPU-second" in text
+    assert "## Summary: median of 1 round(s), spread, ties" in text and "Run time: " in text
     assert "server CPU-µs/req" in text and "req/server CPU-s" in text
