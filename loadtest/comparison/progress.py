@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import time
 
+from scenarios import SCENARIOS
+
 from .report import fmt
 from .settings import Settings
 
 
 class Progress:
-    VARIANT_OVERHEAD = 40   # seconds: up, health, down
-    RUN_OVERHEAD = 12       # seconds per generator run: containers start, workers connect
+    # Seconds, measured on the standard run here (2026-12-06): a stack up, healthy and down;
+    # a generator run's own start and end (Locust's workers connect, wrk's container starts).
+    VARIANT_OVERHEAD = 12
+    RUN_OVERHEAD = {"locust": 12, "wrk": 1, "openloop": 1}
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -23,11 +27,20 @@ class Progress:
     def elapsed(self) -> int:
         return round(time.monotonic() - self.started)
 
-    def remaining(self) -> str:
+    def estimate(self) -> int:
+        """Seconds the whole comparison takes: each run, a warm-up per scenario, each stack."""
         s = self.settings
-        per_run = s.duration + self.RUN_OVERHEAD + (s.warmup + self.RUN_OVERHEAD if s.warmup else 0)
-        left = (self.total_runs - self.runs_done) * per_run \
-            + (len(s.variants) * s.rounds - self.variants_done) * self.VARIANT_OVERHEAD
+        per_variant = 0
+        for name in s.scenarios:
+            scenario = SCENARIOS[name]
+            overhead = self.RUN_OVERHEAD.get(scenario.generator, 12)
+            per_variant += len(s.levels(scenario)) * (s.duration + overhead)
+            per_variant += (s.warmup + overhead) if s.warmup else 0
+        return s.rounds * len(s.variants) * (per_variant + self.VARIANT_OVERHEAD)
+
+    def remaining(self) -> str:
+        done = self.runs_done / self.total_runs if self.total_runs else 1.0
+        left = max(0, round(self.estimate() * (1 - done)))
         return f"about {left // 60}m{left % 60:02d}s left"
 
     def line(self, text: str) -> None:

@@ -22,7 +22,7 @@ STANDARD_VARIANTS = ["mongrel2-gevent", "mongrel2-eventlet", "mongrel2-gevent-di
                      "wsgi-granian", "uvicorn-starlette", "granian-starlette"]
 STANDARD_CONCURRENCY = [16, 64, 256, 1024]
 STANDARD_SWEPT = ["wrk-plaintext"]   # the other wrk scenarios at USERS (64) connections
-STANDARD_DURATION, STANDARD_WARMUP = "5", "2"  # seconds; FULL: 30 and 5
+STANDARD_DURATION, STANDARD_WARMUP = "5", "2"  # seconds; FULL: 15 and 3
 
 
 def seconds(raw: str) -> int:
@@ -92,8 +92,8 @@ class Settings:
                            "variant"),
             scenarios=names(env.get("SCENARIOS", ""), SCENARIOS, list(SCENARIOS) if full else STANDARD_SCENARIOS,
                             "scenario"),
-            duration=seconds(get("DURATION", "30" if full else STANDARD_DURATION)),
-            warmup=seconds(get("WARMUP", "5" if full else STANDARD_WARMUP)),
+            duration=seconds(get("DURATION", "15" if full else STANDARD_DURATION)),
+            warmup=seconds(get("WARMUP", "3" if full else STANDARD_WARMUP)),
             users=int(get("USERS", "64")),
             spawn_rate=int(get("SPAWN_RATE", "0")) or None,
             handlers=int(get("HANDLERS", "1")),

@@ -81,6 +81,6 @@ def test_levels_sweep_wrk_only_and_keep_fixed_concurrency():
     assert one.runs() == len(one.variants) * len(one.scenarios)
     full = Settings.from_env({"REPORT_DIR": "/tmp/x", "FULL": "1"})
     assert full.concurrency == [] and set(full.scenarios) == set(SCENARIOS)
-    assert (full.duration, settings.duration) == (30, 5)
+    assert (full.duration, settings.duration) == (15, 5)
     with pytest.raises(SystemExit):
         Settings.from_env({"REPORT_DIR": "/tmp/x", "ROUNDS": "0"})
