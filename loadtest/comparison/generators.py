@@ -11,7 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from scenarios import Scenario
+from scenarios import OPEN_RATE, Scenario
 
 from .stack import GENERATOR_SERVICES, Stack
 
@@ -80,54 +80,51 @@ def _number(raw: str | None) -> float | None:
         return None
 
 
+def _one_off(stack: Stack, entrypoint: str, args: list[str], duration: int, dest: Path,
+             name: str, marker: str) -> tuple[dict, str]:
+    """A generator run as a one-off container of the Locust image on the stack's network:
+    its output kept in dest/<name>.log, the JSON of its `<marker> {...}` line returned,
+    with its exit code."""
+    command = ["run", "--rm", "--no-deps", "-T", "--entrypoint", entrypoint, "locust-worker", *args]
+    result = stack.compose(*command, check=False, timeout=duration + 120)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / f"{name}.log").write_text(result.stdout + result.stderr)
+    prefix = marker + " "
+    line = next((line for line in result.stdout.splitlines() if line.startswith(prefix)), None)
+    if line is None:
+        raise RuntimeError(f"{name} printed no summary ({result.returncode}):\n"
+                           f"{(result.stdout + result.stderr)[-2000:]}")
+    return json.loads(line[len(prefix):]), str(result.returncode)
+
+
 def run_wrk(stack: Stack, scenario: Scenario, users: int, duration: int, dest: Path) -> dict:
     """wrk on the scenario's first request, `users` connections; wrk_report.lua prints a
     WRK_JSON summary line."""
-    settings = stack.settings
-    connections = users
-    threads = max(1, min(settings.wrk_threads, connections))
-    request = scenario.requests[0]
-    command = ["run", "--rm", "--no-deps", "-T", "--entrypoint", "wrk", "locust-worker",
-               "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--timeout", "10s",
-               "-s", "/app/loadtest/wrk_report.lua", stack.variant.target + request.path]
-    result = stack.compose(*command, check=False, timeout=duration + 120)
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "wrk.log").write_text(result.stdout + result.stderr)
-    line = next((line for line in result.stdout.splitlines() if line.startswith("WRK_JSON ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk printed no summary ({result.returncode}):\n"
-                           f"{(result.stdout + result.stderr)[-2000:]}")
-    raw = json.loads(line[len("WRK_JSON "):])
+    threads = max(1, min(stack.settings.wrk_threads, users))
+    raw, code = _one_off(stack, "wrk", ["-t", str(threads), "-c", str(users), "-d", f"{duration}s",
+                                        "--timeout", "10s", "-s", "/app/loadtest/wrk_report.lua",
+                                        stack.variant.target + scenario.requests[0].path],
+                         duration, dest, "wrk", "WRK_JSON")
     failures = sum(raw[k] for k in ("errors_connect", "errors_read", "errors_write",
                                     "errors_status", "errors_timeout"))
     return {"requests": raw["requests"], "failures": failures,
             "rps": raw["requests"] / raw["duration_s"] if raw["duration_s"] else 0.0,
             "avg_ms": raw["avg_ms"], "p50_ms": raw["p50_ms"], "p95_ms": raw["p95_ms"],
             "p99_ms": raw["p99_ms"], "max_ms": raw["max_ms"], "wrk": raw, "endpoints": [],
-            "exit_code": str(result.returncode), "generator_cpu_warning": False}
+            "exit_code": code, "generator_cpu_warning": False}
 
 
 def run_openloop(stack: Stack, scenario: Scenario, users: int, duration: int, dest: Path) -> dict:
     """loadtest/openloop.py at OPEN_RATE requests/s on at most `users` connections."""
-    from scenarios import OPEN_RATE
-    request = scenario.requests[0]
-    command = ["run", "--rm", "--no-deps", "-T", "--entrypoint", "python3", "locust-worker",
-               "/app/loadtest/openloop.py", stack.variant.target + request.path, str(OPEN_RATE),
-               str(duration), str(users)]
-    result = stack.compose(*command, check=False, timeout=duration + 120)
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "openloop.log").write_text(result.stdout + result.stderr)
-    line = next((line for line in result.stdout.splitlines() if line.startswith("OPENLOOP_JSON ")), None)
-    if line is None:
-        raise RuntimeError(f"openloop.py printed no summary ({result.returncode}):\n"
-                           f"{(result.stdout + result.stderr)[-2000:]}")
-    raw = json.loads(line[len("OPENLOOP_JSON "):])
+    url = stack.variant.target + scenario.requests[0].path
+    args = ["/app/loadtest/openloop.py", url, str(OPEN_RATE), str(duration), str(users)]
+    raw, code = _one_off(stack, "python3", args, duration, dest, "openloop", "OPENLOOP_JSON")
     # The generator held the rate, or it (not the server) set the pace: said in the row.
     behind = (raw["rate_sent"] or 0) < 0.98 * raw["rate_asked"] or (raw["generator_lag_p99_ms"] or 0) > 5
     return {"requests": raw["requests"], "failures": raw["errors"], "rps": raw["rate_answered"],
             "avg_ms": raw["avg_ms"], "p50_ms": raw["p50_ms"], "p95_ms": raw["p95_ms"],
             "p99_ms": raw["p99_ms"], "max_ms": raw["p100_ms"], "openloop": raw, "endpoints": [],
-            "exit_code": str(result.returncode), "generator_cpu_warning": behind}
+            "exit_code": code, "generator_cpu_warning": behind}
 
 
 GENERATORS = {"locust": run_locust, "wrk": run_wrk, "openloop": run_openloop}
