@@ -192,6 +192,7 @@ test-example: images .venv/ok ## the notes example service end to end: both door
 # over CONCURRENCY=16,64,256,1024 connections; FULL=1: every scenario and variant.
 # Narrow or widen: VARIANTS=a,b SCENARIOS=x,y DURATION=30 WARMUP=5 USERS=64 SPAWN_RATE=
 # HANDLERS=1 LOCUST_WORKERS=1 HANDLER_CPUS=1.0 MONGREL2_CPUS=1.0 LOCUST_CPUS=1.0 (see loadtest/compare.py);
+# the generator pinned to its own half of the CPUs, the servers to the other (PIN=0: not);
 # VARIANTS names come from loadtest/comparison/variants.py.
 compare: images .venv/ok ## load-test the variants side by side, 3 rounds, wrk swept (FULL=1: everything), write a report
 	COMPOSE="$(COMPOSE)" HANDLERS=$(HANDLERS) .venv/bin/python loadtest/compare.py

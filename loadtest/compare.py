@@ -17,9 +17,12 @@ LOCUST_WORKERS, HANDLER_CPUS, MONGREL2_CPUS, DB_CPUS, LOCUST_CPUS, WRK_THREADS,
 WRK_CONNECTIONS, ROUNDS (3: every variant once per round, the report gives the median and
 the spread), CONCURRENCY (wrk connection counts to sweep, default 16,64,256,1024), FULL
 (1: every scenario and every in_compare variant; default: the standard run,
-comparison/settings.py), ACCESS_LOG, REPORT_DIR, COMPARE_PROJECT_PREFIX (compose projects are
-<prefix>-<variant>, default m2cmp), COMPOSE (the compose command, default "docker compose"),
-HOTPATH_JSON (rows from `make bench BENCH_OUT=file`: a per-step table per hub in the report).
+comparison/settings.py), PIN (1, the default: every server container on the lower half of
+the CPUs, the generator alone on the upper half; 0: both anywhere), SERVER_CPUSET and
+GENERATOR_CPUSET (the two halves chosen by hand, e.g. 0 and 1), ACCESS_LOG, REPORT_DIR,
+COMPARE_PROJECT_PREFIX (compose projects are <prefix>-<variant>, default m2cmp), COMPOSE
+(the compose command, default "docker compose"), HOTPATH_JSON (rows from
+`make bench BENCH_OUT=file`: a per-step table per hub in the report).
 Output: reports/<timestamp>/ (report.md, throughput.png, latency.png, cpu.png, results.json,
 results.csv, settings.json, machine.json, hotpath.json, raw/). The parts are in comparison/.
 """

@@ -31,6 +31,8 @@ script_dir=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 : "${M2_IDLE_TIMEOUT:=20}"
 : "${M2_STATIC_DIR:=/srv/static}"
 : "${M2_HANDLER_PROTOCOL:=json}"
+# ZeroMQ I/O threads of mongrel2's context (its zeromq.threads setting).
+: "${M2_ZMQ_THREADS:=1}"
 # Large uploads (docs: doors/mongrel2/uploads.py): a directory shared with the handlers on
 # this host (a volume writable by this uid), where mongrel2 writes bodies over
 # M2_CONTENT_LENGTH. Empty: such bodies get mongrel2's 413.
@@ -75,6 +77,8 @@ is_uint() { case $1 in ''|*[!0-9]*) return 1 ;; esac; }
 is_uint "$M2_PORT" && [ "$M2_PORT" -ge 1 ] && [ "$M2_PORT" -le 65535 ] \
     || die "M2_PORT must be 1-65535, got '$M2_PORT'"
 is_uint "$M2_IDLE_TIMEOUT" && [ "$M2_IDLE_TIMEOUT" -ge 1 ] || die "M2_IDLE_TIMEOUT must be a whole number of seconds, got '$M2_IDLE_TIMEOUT'"
+is_uint "$M2_ZMQ_THREADS" && [ "$M2_ZMQ_THREADS" -ge 1 ] && [ "$M2_ZMQ_THREADS" -le 16 ] \
+    || die "M2_ZMQ_THREADS must be 1-16, got '$M2_ZMQ_THREADS'"
 case $M2_TLS in 0 | 1) ;; *) die "M2_TLS must be 0 or 1, got '$M2_TLS'" ;; esac
 case $M2_TLS_CIPHERS in
     '' | *[!A-Z0-9\ -]*) die "M2_TLS_CIPHERS must be mbedtls suite names (A-Z, 0-9, '-') separated by spaces, got '$M2_TLS_CIPHERS'" ;;
@@ -101,9 +105,21 @@ for spec in "$M2_REQUESTS_SPEC" "$M2_RESPONSES_SPEC" "$M2_CONTROL_SPEC"; do
         *) die "not a ZeroMQ endpoint: '$spec'" ;;
     esac
 done
+# ipc://: fail here rather than when mongrel2 binds. A unix socket path holds 107 bytes at
+# most (sun_path[108] with its NUL); an absolute path's directory must be writable.
+for var in M2_REQUESTS_SPEC M2_RESPONSES_SPEC M2_CONTROL_SPEC; do
+    eval "spec=\$$var"
+    case $spec in ipc://*)
+        path=${spec#ipc://}
+        [ "${#path}" -le 107 ] || die "$var path too long for a unix socket (107 bytes at most): $spec"
+        case $path in /*)
+            dir=${path%/*}; dir=${dir:-/}
+            [ -d "$dir" ] && [ -w "$dir" ] || die "$var=$spec: $dir is not a directory writable by uid $(id -u)" ;;
+        esac ;;
+    esac
+done
 case $M2_CONTROL_SPEC in
-    # Unix socket paths are limited to 107 bytes.
-    ipc://*) [ "${#M2_CONTROL_SPEC}" -le 106 ] || die "M2_CONTROL_SPEC path too long for a unix socket: $M2_CONTROL_SPEC" ;;
+    ipc://*) ;;
     tcp://127.* | tcp://localhost:* | 'tcp://[::1]:'*) ;;
     *) die "M2_CONTROL_SPEC must be ipc:// or loopback tcp: the control port accepts 'stop' from anyone (got '$M2_CONTROL_SPEC')" ;;
 esac
@@ -164,7 +180,7 @@ fi
 export M2_PORT M2_BIND_ADDR M2_REQUESTS_SPEC M2_RESPONSES_SPEC M2_CONTROL_SPEC \
        M2_CONTENT_LENGTH M2_IDLE_TIMEOUT M2_STATIC_DIR M2_RUN_DIR M2_ACCESS_LOG M2_ERROR_LOG \
        M2_SERVER_UUID M2_SEND_IDENT M2_HANDLER_PROTOCOL M2_USE_SSL M2_CERT_DIR M2_TLS_CIPHERS \
-       M2_UPLOAD_SETTING
+       M2_UPLOAD_SETTING M2_ZMQ_THREADS
 
 # ---- render: literal ${M2_*} substitution (no regex replacement, so '&', '/', '|' in
 # values are safe); an unset ${M2_*} is an error ----
@@ -209,6 +225,14 @@ rm -f -- "$M2_RUN_DIR/mongrel2.pid"
 # Any relative path mongrel2 might still use (e.g. its default ipc://run/control) lands
 # in the run dir, never in the read-only root.
 cd -- "$M2_RUN_DIR"
+
+# libzmq creates an ipc:// socket with the process umask, and connecting to a unix socket
+# needs write permission on it: with 077 only this uid could. 007 lets in handlers of this
+# gid whatever their uid (compose/ipc.yml: a 0770 volume of gid 10001). What is private
+# is written above already; the control socket stays in M2_RUN_DIR, this container's own.
+case "$M2_REQUESTS_SPEC $M2_RESPONSES_SPEC" in
+    *ipc://*) umask 007 ;;
+esac
 
 if [ "$#" -gt 0 ]; then
     exec "$@"

@@ -105,8 +105,7 @@ def _costs(stack: Stack, scenario: Scenario, sampler: Sampler, requests: int) ->
     serving_cpu = sum(v for k, v in cpu.items() if k not in GENERATOR_SERVICES and k not in BACKING_SERVICES)
     processes_per_container = 1 if variant.scaled else settings.handlers
     app_peaks = sampler.peak_memory_by_container(variant.app_service)
-    generator_limit = float(settings.locust_cpus) * (settings.locust_workers
-                                                     if scenario.generator == "locust" else 1)
+    generator_limit = settings.generator_cpus(settings.locust_workers if scenario.generator == "locust" else 1)
     return {
         "server_cpu_s": round(server_cpu, 3),
         "cpu_s_per_1k": round(server_cpu / requests * 1000, 4) if requests else None,

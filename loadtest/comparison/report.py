@@ -227,7 +227,13 @@ def write_report(out: Path, settings: Settings, machine: dict, rows: list[dict],
          f"access log {settings.access_log}."),
         (f"Machine: {machine['cpu_model']}, {machine['cpus']} CPUs, {machine['memory_gib']} GiB, "
          f"Docker {machine['docker']}, commit {machine['git_commit']}"
-         f"{' (dirty)' if machine['git_dirty'] else ''}. The load generator runs on the same machine."),
+         f"{' (dirty)' if machine['git_dirty'] else ''}. "
+         + (f"The load generator runs on the same machine, pinned apart: every server container on "
+            f"CPU {settings.server_cpuset} (shared by the variant's mongrel2, dispatcher, handlers and "
+            f"database; the limits above cap each inside it), the generator alone on CPU "
+            f"{settings.generator_cpuset}."
+            if settings.server_cpuset else
+            "The load generator runs on the same machine, unpinned (PIN=0): it and the servers share every CPU.")),
         "",
         ("Columns: **vs best** is the variant's requests/s over the best in that table; "
          "**CPU-s/1k** is the CPU time of every server container (mongrel2, handlers, database) "

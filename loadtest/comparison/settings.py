@@ -25,6 +25,35 @@ STANDARD_SWEPT = ["wrk-plaintext"]   # the other wrk scenarios at USERS (64) con
 STANDARD_DURATION, STANDARD_WARMUP = "5", "2"  # seconds; FULL: 15 and 3
 
 
+def cpu_list(cpus: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5' (Docker's --cpuset-cpus syntax)."""
+    runs: list[list[int]] = []
+    for cpu in sorted(cpus):
+        if runs and cpu == runs[-1][-1] + 1:
+            runs[-1].append(cpu)
+        else:
+            runs.append([cpu])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
+def cpu_count(cpuset: str) -> int:
+    """'0-2,5' -> 4; '' -> 0."""
+    total = 0
+    for part in filter(None, cpuset.replace(" ", "").split(",")):
+        low, _, high = part.partition("-")
+        total += int(high or low) - int(low) + 1
+    return total
+
+
+def split_cpus(cpus: list[int]) -> tuple[str, str]:
+    """The servers' cpuset and the generator's: the machine cut in two, the generator on the
+    upper half (TechEmpower's two identical machines, on one); ('', '') below 2 CPUs."""
+    if len(cpus) < 2:
+        return "", ""
+    half = len(cpus) // 2
+    return cpu_list(cpus[:half]), cpu_list(cpus[half:])
+
+
 def seconds(raw: str) -> int:
     """'30', '30s', '2m', '1m30s' -> seconds."""
     raw = raw.strip()
@@ -75,6 +104,10 @@ class Settings:
     # `make bench`'s per-step figures ({"hub", "step", "us"} rows) for the report; empty:
     # hotpath.json in the report folder, if there is one.
     hotpath_json: str = ""
+    # Docker cpusets: every server container on the one, the generator on the other, so the
+    # generator never takes a server's CPU time (and the reverse); "" for both: unpinned.
+    server_cpuset: str = ""
+    generator_cpuset: str = ""
 
     @classmethod
     def from_env(cls, env=os.environ) -> Settings:
@@ -86,6 +119,10 @@ class Settings:
         full = get("FULL", "0") not in ("0", "false", "no")
         sweep = full or env.get("WRK_CONNECTIONS", "").strip()  # one level asked for: no sweep
         concurrency = get("CONCURRENCY", "" if sweep else ",".join(map(str, STANDARD_CONCURRENCY)))
+        server_cpuset, generator_cpuset = ("", "") if get("PIN", "1") in ("0", "false", "no") else \
+            split_cpus(sorted(os.sched_getaffinity(0)))
+        server_cpuset = get("SERVER_CPUSET", server_cpuset)
+        generator_cpuset = get("GENERATOR_CPUSET", generator_cpuset)
         settings = cls(
             variants=names(env.get("VARIANTS", ""), VARIANTS,
                            [n for n, v in VARIANTS.items() if v.in_compare] if full else STANDARD_VARIANTS,
@@ -102,7 +139,8 @@ class Settings:
             mongrel2_cpus=get("MONGREL2_CPUS", "1.0"),
             db_cpus=get("DB_CPUS", "1.0"),
             locust_cpus=get("LOCUST_CPUS", "1.0"),
-            wrk_threads=int(get("WRK_THREADS", "2")),
+            # a wrk thread per generator CPU: more only take turns on them
+            wrk_threads=int(get("WRK_THREADS", str(cpu_count(generator_cpuset) or 2))),
             wrk_connections=int(get("WRK_CONNECTIONS", "0")) or None,
             access_log=get("ACCESS_LOG", "false"),
             report_dir=get("REPORT_DIR", str(ROOT / "reports" / stamp)),
@@ -111,6 +149,8 @@ class Settings:
             concurrency=[int(c) for c in concurrency.replace(" ", "").split(",") if c],
             full=full,
             swept=None if full or env.get("CONCURRENCY", "").strip() else STANDARD_SWEPT,
+            server_cpuset=server_cpuset,
+            generator_cpuset=generator_cpuset,
         )
         for name in settings.scenarios:
             override = env.get("USERS_" + name.upper().replace("-", "_"), "").strip()
@@ -120,7 +160,18 @@ class Settings:
             raise SystemExit("DURATION, USERS, HANDLERS and ROUNDS must be at least 1")
         if any(c < 1 for c in settings.concurrency):
             raise SystemExit("CONCURRENCY: connection counts of at least 1, comma-separated")
+        for name, cpuset in (("SERVER_CPUSET", server_cpuset), ("GENERATOR_CPUSET", generator_cpuset)):
+            if not re.fullmatch(r"(\d+(-\d+)?(,\d+(-\d+)?)*)?", cpuset):
+                raise SystemExit(f"{name}: a cpuset like 0 or 0-1,3 (got {cpuset!r})")
+        if bool(server_cpuset) != bool(generator_cpuset):
+            raise SystemExit("SERVER_CPUSET and GENERATOR_CPUSET: both, or neither (PIN=0)")
         return settings
+
+    def generator_cpus(self, workers: int) -> float:
+        """The CPU the generator may use: its containers' limits, or its cpuset if smaller."""
+        limit = float(self.locust_cpus) * workers
+        pinned = cpu_count(self.generator_cpuset)
+        return min(limit, pinned) if pinned else limit
 
     def users_for(self, scenario: Scenario) -> int:
         return self.users_per_scenario.get(scenario.name) or scenario.users or self.users

@@ -2,7 +2,8 @@
 
 Every variant gets the same CPU and memory limits per service and the same number of app
 processes: HANDLERS containers of one process (Mongrel2), or one container of HANDLERS
-workers with HANDLERS times the CPU (WSGI).
+workers with HANDLERS times the CPU (WSGI). Pinned (the default), every server container
+of the variant shares the servers' cpuset, and the generator has the other.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Stack:
             "LOCUST_CPUS": settings.locust_cpus,
             "ACCESS_LOG": settings.access_log,
             "DB_CPUS": settings.db_cpus,
+            "GENERATOR_CPUSET": settings.generator_cpuset,  # compose/loadtest.yml's services
             # A throwaway stack: its own database password unless one is given.
             "DB_PASSWORD": os.environ.get("DB_PASSWORD") or secrets.token_hex(16),
         })
@@ -89,6 +91,10 @@ class Stack:
         # The variant's files only: the Locust services start per run (generators.py), and
         # the variant's own profiles decide which services exist (the WSGI overlays).
         self.compose("up", "-d", *scale, timeout=600, generator=False)
+        if self.settings.server_cpuset:  # every container up now is a server's
+            subprocess.run(["docker", "update", "--cpuset-cpus", self.settings.server_cpuset,
+                            *self.compose("ps", "-q", generator=False).stdout.split()],
+                           check=True, capture_output=True, timeout=60)
         wait = subprocess.run([str(ROOT / "scripts" / "wait-healthy.sh"), self.project, "240"],
                               check=False, capture_output=True, text=True, timeout=300)
         if wait.returncode != 0:

@@ -21,6 +21,12 @@ BASE = "docker-compose.yml"
 # The bare shape: no dispatcher, mongrel2 PUSHes straight to the handlers (the base file
 # alone is the dispatcher's shape, the default).
 BARE = "compose/bare.yml"
+# Mongrel2's knobs, each A/B'd against the bare shape: ipc:// to the handlers of one host,
+# and two ZeroMQ I/O threads in mongrel2.
+IPC = "compose/ipc.yml"
+ZMQ_THREADS = "compose/zmq-threads.yml"
+# Overlays that change no image (settings, volumes, scale only): `images` leaves them out.
+NO_IMAGE = (BARE, IPC, ZMQ_THREADS)
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,10 @@ class Variant:
     # dispatcher runs (the bare shape, or no Mongrel2 at all). tests/e2e/test_shapes.py
     # checks it against what Compose makes of `files`.
     dispatched: bool = False
+    # A measurement overlay: mongrel2-gevent with one of mongrel2's settings turned (its
+    # name); `make compare` runs it on request beside mongrel2-gevent, the e2e suites
+    # leave it out (it changes no code path of ours).
+    knob: str | None = None
 
     @property
     def scaled(self) -> bool:
@@ -56,13 +66,13 @@ class Variant:
 
 def _mongrel2(name: str, description: str, hub: str | None, *overlays: str, bare: bool = False,
               in_compare: bool = True, also_builds: tuple[str, ...] = (), app: str = "demo",
-              built_on: str | None = None) -> Variant:
+              built_on: str | None = None, knob: str | None = None) -> Variant:
     """Behind the dispatcher (the base file's shape), or `bare`: with compose/bare.yml."""
     files = (BASE, *((BARE,) if bare else ()), *overlays)
     return Variant(name, description, files, front_door="mongrel2", hub=hub,
                    app_service="handler", target="http://mongrel2:6767", workers_env=None,
                    cpus_env="HANDLER_CPUS", in_compare=in_compare, also_builds=also_builds,
-                   app=app, built_on=built_on, dispatched=not bare)
+                   app=app, built_on=built_on, dispatched=not bare, knob=knob)
 
 
 def _wsgi(name: str, description: str, hub: str, *overlays: str, in_compare: bool = True,
@@ -85,6 +95,12 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     # The hubs' comparison, and what the dispatcher's hop costs and buys beside it.
     _mongrel2("mongrel2-gevent", "Mongrel2 + gevent handlers", "gevent", bare=True),
     _mongrel2("mongrel2-eventlet", "Mongrel2 + eventlet handlers", "eventlet", "compose/eventlet.yml", bare=True),
+    # mongrel2-gevent with one of mongrel2's knobs turned: measured beside it, on request.
+    _mongrel2("mongrel2-gevent-ipc", "mongrel2-gevent over ipc:// (unix sockets in a shared volume) "
+              "instead of TCP between mongrel2 and the handlers", "gevent", IPC, bare=True, in_compare=False,
+              knob="ipc://"),
+    _mongrel2("mongrel2-gevent-zmq2", "mongrel2-gevent with 2 ZeroMQ I/O threads in mongrel2 instead of 1",
+              "gevent", ZMQ_THREADS, bare=True, in_compare=False, knob="zeromq.threads"),
     _wsgi("wsgi-gevent", "Gunicorn, gevent worker", "gevent"),
     _wsgi("wsgi-eventlet", "Gunicorn, eventlet worker", "eventlet", "compose/wsgi-eventlet.yml"),
     # The default shape, the base file's (`make up`, `docker compose up`): the dispatcher
@@ -140,7 +156,7 @@ def image_builds() -> list[str]:
     """
     builds = [f"-f {BASE} build"]
     for v in VARIANTS.values():
-        files = tuple(file for file in v.files if file != BARE)  # it changes no image
+        files = tuple(file for file in v.files if file not in NO_IMAGE)
         line = f"{' '.join(f'-f {file}' for file in files)} build {' '.join((v.app_service, *v.also_builds))}"
         if files != (BASE,) and line not in builds:
             builds.append(line)

@@ -34,14 +34,15 @@ COMPOSE = shlex.split(os.environ.get("COMPOSE", "docker compose"))
 
 # The demo app behind our two front doors on our two hubs, in the table's order (every
 # Mongrel2 one before every WSGI one): not the ceiling (no app), not the peers (other
-# servers or hubs, for comparisons), not another app (example-flask, the notes example).
+# servers or hubs, for comparisons), not mongrel2's knobs (measured only), not another
+# app (example-flask, the notes example).
 # Behind Mongrel2 these are the bare shape (mongrel2 round-robins to the handlers); the
 # dispatcher's variants, the default shape, have their own module (test_dispatch.py): what
 # they promise differs. test_shapes.py holds `dispatched` to what the files give.
 DISPATCH = [name for name, v in VARIANTS.items() if v.dispatched and v.app == "demo"]
 DEMO = [name for name, v in VARIANTS.items()
         if v.front_door in ("mongrel2", "wsgi") and v.hub in ("gevent", "eventlet")
-        and v.app == "demo" and name not in DISPATCH]
+        and v.app == "demo" and name not in DISPATCH and not v.knob]
 MONGREL2 = [name for name in DEMO if VARIANTS[name].front_door == "mongrel2"]
 WSGI = [name for name in DEMO if VARIANTS[name].front_door == "wsgi"]
 METRICS_PORT = 9100  # every app container, internal network only

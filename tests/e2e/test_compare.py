@@ -1,8 +1,10 @@
 """`make compare` in short mode: the pipeline works end to end (not a benchmark).
 
-Runs loadtest/compare.py for a few seconds per variant on one scenario, then checks
-the report folder: every file, a row per variant and scenario with non-zero,
-failure-free numbers, and no container left behind. Nothing here asserts on speed.
+Runs loadtest/compare.py for a few seconds per variant on each generator's path (Locust,
+wrk swept over two connection counts, the open loop at a low fixed rate), pinned as the
+standard run is, then checks the report folder: every file, a row per variant, scenario
+and level with non-zero, failure-free numbers, and no container left behind. Nothing here
+asserts on speed.
 Two app processes per variant, so the WSGI variant's arithmetic (one container of N
 workers, where Mongrel2 variants run N containers of one process) is exercised.
 """
@@ -17,6 +19,7 @@ import sys
 
 import pytest
 
+from comparison.settings import split_cpus
 from comparison.variants import VARIANTS as TABLE
 from stack import COMPOSE, ROOT, hold_off_swarm_leave
 
@@ -24,7 +27,12 @@ from stack import COMPOSE, ROOT, hold_off_swarm_leave
 # service, a WSGI variant (one container of N workers) and a peer with its own app. The
 # other variants differ from these only in compose files, which the e2e stacks cover.
 VARIANTS = ["mongrel2-gevent", "mongrel2-gevent-dispatch", "wsgi-gevent", "uvicorn-starlette"]
-SCENARIOS = ["json"]   # one scenario: the report's per-scenario shape is the same for each
+# One scenario per generator: the report's per-scenario shape is the same for each.
+SCENARIOS = ["json", "wrk-plaintext", "open-json"]
+LEVELS = {"wrk-plaintext": [4, 16]}   # wrk swept (CONCURRENCY); the others at USERS
+USERS = 10
+OPEN_RATE = 200                        # far below every variant's rate: all must be answered
+DURATION = 3
 PREFIX = "m2cmptest"
 HANDLERS = 2
 # The module's fixture runs the whole comparison: more than the e2e default per test.
@@ -36,7 +44,9 @@ def report(tmp_path_factory, docker_available):
     assert all(name in TABLE for name in VARIANTS)
     out = tmp_path_factory.mktemp("compare") / "report"
     env = dict(os.environ, VARIANTS=",".join(VARIANTS), SCENARIOS=",".join(SCENARIOS),
-               DURATION="3", WARMUP="1", USERS="10", SPAWN_RATE="10", HANDLERS=str(HANDLERS), ROUNDS="1",
+               DURATION=str(DURATION), WARMUP="1", USERS=str(USERS), SPAWN_RATE="10", HANDLERS=str(HANDLERS),
+               ROUNDS="1", CONCURRENCY=",".join(map(str, LEVELS["wrk-plaintext"])), OPEN_RATE=str(OPEN_RATE),
+               PIN="1",
                LOCUST_WORKERS="1", REPORT_DIR=str(out), COMPARE_PROJECT_PREFIX=PREFIX,
                COMPOSE=" ".join(COMPOSE))
     lock = hold_off_swarm_leave()  # its stacks are its own, not the fixture's
@@ -53,30 +63,36 @@ def report(tmp_path_factory, docker_available):
 
 def test_report_folder_has_every_file(report):
     for name in ("report.md", "results.json", "results.csv", "settings.json", "machine.json",
-                 "throughput.png", "latency.png", "cpu.png"):
+                 "throughput.png", "latency.png", "cpu.png", "sweep.png"):
         assert (report / name).stat().st_size > 0, name
-    for chart in ("throughput.png", "latency.png", "cpu.png"):
+    for chart in ("throughput.png", "latency.png", "cpu.png", "sweep.png"):
         assert (report / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for variant in VARIANTS:
-        for scenario in SCENARIOS:
-            assert (report / "raw" / variant / scenario / "locust_stats.csv").exists()
+        raw = report / "raw" / variant
+        assert (raw / "json" / "locust_stats.csv").exists()
+        assert (raw / "open-json" / "openloop.log").exists()
+        for level in LEVELS["wrk-plaintext"]:
+            assert (raw / "wrk-plaintext" / f"round1-c{level}" / "wrk.log").exists()
 
 
 def test_a_failure_free_row_per_variant_and_scenario(report):
     rows = json.loads((report / "results.json").read_text())
-    assert len(rows) == len(VARIANTS) * len(SCENARIOS)
+    levels = {scenario: LEVELS.get(scenario, [USERS]) for scenario in SCENARIOS}
+    assert len(rows) == len(VARIANTS) * sum(map(len, levels.values()))
     for variant in VARIANTS:
         for scenario in SCENARIOS:
-            row, = [r for r in rows if r["variant"] == variant and r["scenario"] == scenario]
-            assert row["status"] == "ok", row
-            assert row["requests"] > 0 and row["rps"] > 0, row
-            assert row["failures"] == 0, row
-            assert row["p50_ms"] is not None and row["p99_ms"] >= row["p50_ms"], row
-            assert row["server_cpu_s"] > 0 and row["cpu_s_per_1k"] > 0, row
-            assert row["handler_cpu_s_per_1k"] > 0, row
-            assert row["generator_cpu_s"] > 0, row
-            assert row["peak_mib_per_handler_process"] > 0, row
-            assert row["handlers"] == HANDLERS, row
+            found = sorted(r["users"] for r in rows if r["variant"] == variant and r["scenario"] == scenario)
+            assert found == levels[scenario], (variant, scenario, found)
+    for row in rows:
+        assert row["status"] == "ok", row
+        assert row["requests"] > 0 and row["rps"] > 0, row
+        assert row["failures"] == 0, row
+        assert row["p50_ms"] is not None and row["p99_ms"] >= row["p50_ms"], row
+        assert row["server_cpu_s"] > 0 and row["cpu_s_per_1k"] > 0, row
+        assert row["handler_cpu_s_per_1k"] > 0, row
+        assert row["generator_cpu_s"] > 0, row
+        assert row["peak_mib_per_handler_process"] > 0, row
+        assert row["handlers"] == HANDLERS, row
 
 
 def test_app_processes_are_counted_per_front_door(report):
@@ -103,9 +119,34 @@ def test_markdown_has_a_table_per_scenario_with_a_row_per_variant(report):
     for scenario in SCENARIOS:
         section = text.split(f"## {scenario}\n", 1)[1].split("\n## ", 1)[0]
         table = [line for line in section.splitlines() if line.startswith("| ")][1:]
-        assert sorted(line.split("|")[1].strip() for line in table) == sorted(VARIANTS)
-        best = [line for line in table if "| 1.00 |" in line]
-        assert len(best) >= 1, table
+        levels = LEVELS.get(scenario, [USERS])
+        assert sorted(line.split("|")[1].strip() for line in table) == sorted(VARIANTS * len(levels))
+        cells = [[cell.strip() for cell in line.split("|")] for line in table]
+        for level in levels:   # "vs best" within each concurrency: one 1.00 at least
+            assert [c for c in cells if c[3] == str(level) and c[5] == "1.00"], table
+
+
+def test_the_open_loop_answers_every_request_it_was_due_to_send(report):
+    """At OPEN_RATE for DURATION seconds the generator sends rate x seconds requests,
+    whenever the server answers; far below every variant's rate, each is answered. Its
+    latency counts from the due time, so it is never below the one from the send."""
+    rows = [r for r in json.loads((report / "results.json").read_text()) if r["scenario"] == "open-json"]
+    assert len(rows) == len(VARIANTS)
+    for row in rows:
+        loop = row["openloop"]
+        assert loop["rate_asked"] == OPEN_RATE and loop["seconds"] == DURATION, loop
+        assert loop["requests"] == OPEN_RATE * DURATION and loop["errors"] == 0, loop
+        assert loop["p99_ms"] >= loop["p99_from_send_ms"] > 0, loop
+
+
+def test_the_generator_was_pinned_apart_from_the_servers(report):
+    """On this machine's CPUs halved: the generator's cpuset and the servers' are
+    disjoint, and the report says so."""
+    settings = json.loads((report / "settings.json").read_text())
+    servers, generator = split_cpus(sorted(os.sched_getaffinity(0)))
+    assert (settings["server_cpuset"], settings["generator_cpuset"]) == (servers, generator)
+    assert servers and generator, "the e2e machine has at least 2 CPUs"
+    assert f"pinned apart: every server container on CPU {servers}" in (report / "report.md").read_text()
 
 
 def test_every_stack_was_removed(report):

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from comparison.variants import BARE, BASE, VARIANTS
+from comparison.variants import BARE, BASE, IPC, VARIANTS
 from stack import COMPOSE, ROOT
 from support import require
 
@@ -116,3 +116,18 @@ def test_compose_v1_still_loads_every_variants_files():
     with ThreadPoolExecutor(2) as pool:
         failed = {files: error for files, error in zip(sets, pool.map(load, sets), strict=True) if error}
     assert not failed, failed
+
+
+def test_the_ipc_overlay_points_every_puller_at_the_sockets_mongrel2_binds():
+    """compose/ipc.yml: mongrel2 binds both sockets in the shared volume, the handlers
+    and the dispatcher connect to those very paths, all three mount that volume."""
+    for shape in SHAPES:
+        services = config(*shape, IPC)["services"]
+        front = services["mongrel2"]["environment"]
+        sockets = (front["M2_REQUESTS_SPEC"], front["M2_RESPONSES_SPEC"])
+        assert all(spec.startswith("ipc:///run/m2-ipc/") for spec in sockets), sockets
+        for puller in ("handler", "dispatcher"):
+            env = services[puller]["environment"]
+            assert (env["M2_REQUESTS_ENDPOINT"], env["M2_RESPONSES_ENDPOINT"]) == sockets, (shape, puller)
+        for name in ("mongrel2", "handler", "dispatcher"):
+            assert any(v.get("target") == "/run/m2-ipc" for v in services[name]["volumes"]), name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from comparison.rounds import GENERATOR_BUSY_LIMIT, cells, headline, representative
-from comparison.settings import Settings
+from comparison.settings import Settings, cpu_count, split_cpus
 from scenarios import SCENARIOS
 
 
@@ -84,3 +84,21 @@ def test_levels_sweep_wrk_only_and_keep_fixed_concurrency():
     assert (full.duration, settings.duration) == (15, 5)
     with pytest.raises(SystemExit):
         Settings.from_env({"REPORT_DIR": "/tmp/x", "ROUNDS": "0"})
+
+
+def test_the_generator_is_pinned_apart_from_the_servers():
+    assert split_cpus([0, 1]) == ("0", "1")
+    assert split_cpus([0, 1, 2, 3, 4, 5, 6, 7]) == ("0-3", "4-7")
+    assert split_cpus([0, 2, 3]) == ("0", "2-3")
+    assert split_cpus([0]) == ("", "")                  # one CPU: nothing to pin apart
+    assert cpu_count("0-3,6") == 5 and cpu_count("") == 0
+    pinned = Settings.from_env({"REPORT_DIR": "/tmp/x", "SERVER_CPUSET": "0", "GENERATOR_CPUSET": "1-2"})
+    assert pinned.wrk_threads == 2                      # a thread per generator CPU
+    assert pinned.generator_cpus(workers=4) == 2        # four 1-CPU workers on two CPUs
+    assert pinned.generator_cpus(workers=1) == 1
+    unpinned = Settings.from_env({"REPORT_DIR": "/tmp/x", "PIN": "0"})
+    assert (unpinned.server_cpuset, unpinned.generator_cpuset) == ("", "")
+    assert unpinned.generator_cpus(workers=3) == 3
+    for bad in ({"PIN": "0", "SERVER_CPUSET": "0"}, {"SERVER_CPUSET": "0;1", "GENERATOR_CPUSET": "2"}):
+        with pytest.raises(SystemExit):
+            Settings.from_env({"REPORT_DIR": "/tmp/x", **bad})
