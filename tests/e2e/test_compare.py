@@ -21,18 +21,21 @@ import pytest
 
 from comparison.settings import split_cpus
 from comparison.variants import VARIANTS as TABLE
+from scenarios import SCENARIOS as SCENARIO_TABLE
 from stack import COMPOSE, ROOT, hold_off_swarm_leave
 
-# One of each kind the harness must handle: a Mongrel2 hub, the dispatcher's extra
-# service, a WSGI variant (one container of N workers) and a peer with its own app. The
-# other variants differ from these only in compose files, which the e2e stacks cover.
-VARIANTS = ["mongrel2-gevent", "mongrel2-gevent-dispatch", "wsgi-gevent", "uvicorn-starlette"]
+# One of each kind the harness must handle: a Mongrel2 shape (N handler containers, and
+# the dispatcher's extra service), a WSGI variant (one container of N workers) and a peer
+# with its own app. The other variants differ from these only in compose files, which the
+# e2e stacks cover.
+VARIANTS = ["mongrel2-gevent-dispatch", "wsgi-gevent", "uvicorn-starlette"]
 # One scenario per generator: the report's per-scenario shape is the same for each.
 SCENARIOS = ["json", "wrk-plaintext", "open-json"]
-LEVELS = {"wrk-plaintext": [4, 16]}   # wrk swept (CONCURRENCY); the others at USERS
+# wrk swept (CONCURRENCY); the open loop on the connections its scenario fixes; Locust at USERS
+LEVELS = {"wrk-plaintext": [4, 16], "open-json": [SCENARIO_TABLE["open-json"].users]}
 USERS = 10
 OPEN_RATE = 200                        # far below every variant's rate: all must be answered
-DURATION = 3
+DURATION = 2
 PREFIX = "m2cmptest"
 HANDLERS = 2
 # The module's fixture runs the whole comparison: more than the e2e default per test.

@@ -94,17 +94,23 @@ def test_scale_down_and_up_three_times_under_load_loses_nothing(stack):
     with Load(stack.url + "/sleep?ms=20", clients=8, timeout=10) as load, \
             Load(stack.url + "/sleep?ms=20", clients=4, timeout=10, method="POST") as posts:
         wait_outcomes(load, 100, "served by 4 handlers")
+        took: dict[str, list[float]] = {"down": [], "up": [], "healthy": []}
         for _ in range(3):
+            started = time.monotonic()
             stack.scale(2)
+            took["down"].append(round(time.monotonic() - started, 1))
             assert len(stack.container_ids("handler")) == 2
             wait_outcomes(load, 100, "served by 2 handlers")
+            started = time.monotonic()
             stack.scale(4)
+            took["up"].append(round(time.monotonic() - started, 1))
             stack.wait_healthy(120)
+            took["healthy"].append(round(time.monotonic() - started, 1))
             wait_outcomes(load, 100, "served by 4 handlers again")
     post_counts, slowest_post = posts.counts, posts.slowest
     report("scale 4->2->4, three times, through the dispatcher", requests=len(load.outcomes),
            outcomes=dict(load.counts), posts=dict(post_counts), slowest_s=round(load.slowest, 2),
-           slowest_post_s=round(slowest_post, 2))
+           slowest_post_s=round(slowest_post, 2), seconds_to_scale=took)
     assert load.failures == [], load.counts
     assert set(post_counts) == {200} and post_counts[200] >= 100, post_counts
     # A request lost and repeated after the dead-handler bound would take at least
