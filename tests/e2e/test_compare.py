@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -170,3 +171,15 @@ def test_every_row_names_the_server_side_cpu_per_request(report):
     assert "## Requests per server CPU-second" in text
     assert "## Summary: median of 1 round(s), spread, ties" in text and "Run time: " in text
     assert "server CPU-µs/req" in text and "req/server CPU-s" in text
+
+
+def test_the_readmes_measured_figures_are_the_committed_reports():
+    """Every "median (low–high)" the README's first screen states is a cell of the committed
+    standard run's report: its claims are read off that run, not from memory."""
+    readme = (ROOT / "README.md").read_text()
+    measured = readme.split("**Measured**", 1)[1].split("![", 1)[0]
+    figures = re.findall(r"\d[\d,]* \(\d[\d,]*–\d[\d,]*\)", measured)
+    assert len(figures) >= 8, measured
+    report = (ROOT / "docs" / "benchmarks" / "standard" / "report.md").read_text()
+    summary = report.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert [f for f in figures if f"| {f} |" not in summary] == []
