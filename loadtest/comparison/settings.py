@@ -36,13 +36,18 @@ def cpu_list(cpus: list[int]) -> str:
     return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
+def cpu_set(cpuset: str) -> set[int]:
+    """'0-2,5' -> {0, 1, 2, 5}; '' -> set()."""
+    cpus: set[int] = set()
+    for part in filter(None, cpuset.split(",")):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
 def cpu_count(cpuset: str) -> int:
     """'0-2,5' -> 4; '' -> 0."""
-    total = 0
-    for part in filter(None, cpuset.replace(" ", "").split(",")):
-        low, _, high = part.partition("-")
-        total += int(high or low) - int(low) + 1
-    return total
+    return len(cpu_set(cpuset))
 
 
 def split_cpus(cpus: list[int]) -> tuple[str, str]:
@@ -165,6 +170,9 @@ class Settings:
                 raise SystemExit(f"{name}: a cpuset like 0 or 0-1,3 (got {cpuset!r})")
         if bool(server_cpuset) != bool(generator_cpuset):
             raise SystemExit("SERVER_CPUSET and GENERATOR_CPUSET: both, or neither (PIN=0)")
+        if cpu_set(server_cpuset) & cpu_set(generator_cpuset):
+            raise SystemExit(f"SERVER_CPUSET {server_cpuset} and GENERATOR_CPUSET {generator_cpuset} "
+                             "share CPUs: pinned apart means disjoint")
         return settings
 
     def generator_cpus(self, workers: int) -> float:

@@ -15,6 +15,7 @@ import csv
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 
@@ -50,8 +51,7 @@ def report(tmp_path_factory, docker_available):
     env = dict(os.environ, VARIANTS=",".join(VARIANTS), SCENARIOS=",".join(SCENARIOS),
                DURATION=str(DURATION), WARMUP="1", USERS=str(USERS), SPAWN_RATE="10", HANDLERS=str(HANDLERS),
                ROUNDS="1", CONCURRENCY=",".join(map(str, LEVELS["wrk-plaintext"])), OPEN_RATE=str(OPEN_RATE),
-               PIN="1",
-               LOCUST_WORKERS="1", REPORT_DIR=str(out), COMPARE_PROJECT_PREFIX=PREFIX,
+               PIN="1", LOCUST_WORKERS="1", REPORT_DIR=str(out), COMPARE_PROJECT_PREFIX=PREFIX,
                COMPOSE=" ".join(COMPOSE))
     lock = hold_off_swarm_leave()  # its stacks are its own, not the fixture's
     try:
@@ -183,3 +183,17 @@ def test_the_readmes_measured_figures_are_the_committed_reports():
     report = (ROOT / "docs" / "benchmarks" / "standard" / "report.md").read_text()
     summary = report.split("## Summary", 1)[1].split("\n## ", 1)[0]
     assert [f for f in figures if f"| {f} |" not in summary] == []
+
+
+def test_the_readmes_ipc_saving_is_the_committed_knobs_runs():
+    """README, "mongrel2 and its handlers on one machine only?": the saving it states is the
+    median over docs/benchmarks/knobs/'s rounds of ipc://'s server CPU per request over
+    TCP's in the same round."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    stated = int(re.search(r"loopback TCP: about (\d+) % less server CPU per request", readme).group(1))
+    rows = json.loads((ROOT / "docs" / "benchmarks" / "knobs" / "results.json").read_text())
+    cost = {(r["variant"], r["round"]): r["serving_cpu_us_per_request"] for r in rows}
+    rounds = sorted({r["round"] for r in rows})
+    assert len(rounds) >= 5, rounds
+    ratio = statistics.median(cost["mongrel2-gevent-ipc", n] / cost["mongrel2-gevent", n] for n in rounds)
+    assert stated == round(100 * (1 - ratio)), (stated, ratio)

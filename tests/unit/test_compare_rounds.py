@@ -99,6 +99,7 @@ def test_the_generator_is_pinned_apart_from_the_servers():
     unpinned = Settings.from_env({"REPORT_DIR": "/tmp/x", "PIN": "0"})
     assert (unpinned.server_cpuset, unpinned.generator_cpuset) == ("", "")
     assert unpinned.generator_cpus(workers=3) == 3
-    for bad in ({"PIN": "0", "SERVER_CPUSET": "0"}, {"SERVER_CPUSET": "0;1", "GENERATOR_CPUSET": "2"}):
+    for bad in ({"PIN": "0", "SERVER_CPUSET": "0"}, {"SERVER_CPUSET": "0;1", "GENERATOR_CPUSET": "2"},
+                {"SERVER_CPUSET": "0-2", "GENERATOR_CPUSET": "2-3"}):
         with pytest.raises(SystemExit):
             Settings.from_env({"REPORT_DIR": "/tmp/x", **bad})
