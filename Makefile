@@ -122,17 +122,22 @@ ps: compose-v2 ## list the containers
 	$(STACK) ps
 
 # Every suite, in the order that is quickest on 2 cores without running two suites with
-# timing bounds at once: the base image; then the other images built while the checks in
-# the test image run (lint, unit, integration); then the end-to-end tests that bound a time
-# or a ratio, alone; then the Swarm suite beside the end-to-end modules that assert no time
-# (E2E_UNTIMED: each waits for containers far more than it computes). The build's log goes
-# to build/images.log and is shown if it fails; the Swarm suite's to build/swarm.log.
+# tight timing bounds at once: the base image; then the other images built while the checks
+# in the test image run (lint, unit, integration); then the end-to-end tests that bound a
+# time or a ratio near what a quiet machine measures, alone; then three streams side by
+# side, each waiting on containers far more than it computes: the Swarm suite (counts of
+# lost requests), the e2e modules that assert no time (E2E_UNTIMED) and those whose only
+# time bounds are several times what they measure even with both cores saturated (E2E_LOOSE:
+# 50 one-second waits through one process in under 5 s, measured 1.03-1.21 s so).
+# The build's log goes to build/images.log and is shown if it fails; the Swarm suite's to
+# build/swarm.log, E2E_LOOSE's to build/e2e-loose.log, both printed after.
 # test_monitoring.py first: it needs Docker's DNS for its whole minute. A swarm leave breaks
 # name resolution in every container then up (docs/swarm.md), so besides, the Swarm suite's
 # leaves wait on SWARM_LEAVE_LOCK until no e2e stack is up. Last, alone (it bounds the
 # waits of clients whose handlers' node is lost), the multi-node suite.
 E2E_UNTIMED := tests/e2e/test_monitoring.py tests/e2e/test_compare.py tests/e2e/test_example_service.py \
   tests/e2e/test_example_flask.py tests/e2e/test_tls.py tests/e2e/test_shapes.py
+E2E_LOOSE := tests/e2e/test_io.py tests/e2e/test_peers.py
 SWARM_PYTEST = COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/swarm
 MULTINODE_PYTEST = COMPOSE="$(COMPOSE)" PYTHON="$(PYTHON)" .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/multinode
 test: base-image ca-certs compose-v2 ## every test: lint, unit, integration, end-to-end (the notes example's included), Swarm, multi-node Swarm
@@ -143,13 +148,15 @@ test: base-image ca-certs compose-v2 ## every test: lint, unit, integration, end
 	 [ $$images -eq 0 ] || { tail -n 60 build/images.log; echo "make test: building the images or the end-to-end venv failed" >&2; exit $$images; }; \
 	 [ $$checked -eq 0 ] || exit $$checked; \
 	 echo "make test: images built (build/images.log)"
-	@COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q --durations=15 tests/e2e $(addprefix --ignore=,$(E2E_UNTIMED))
+	@COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q --durations=15 tests/e2e $(addprefix --ignore=,$(E2E_UNTIMED) $(E2E_LOOSE))
 	@set +e; mkdir -p build; export SWARM_LEAVE_LOCK=$(CURDIR)/build/swarm-leave.lock; \
 	 $(SWARM_PYTEST) > build/swarm.log 2>&1 & swarm=$$!; \
+	 COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q -p no:cacheprovider $(E2E_LOOSE) > build/e2e-loose.log 2>&1 & loose=$$!; \
 	 COMPOSE="$(COMPOSE)" .venv/bin/python -m pytest -q -p no:cacheprovider $(E2E_UNTIMED); untimed=$$?; \
+	 wait $$loose; loosed=$$?; echo "make test: $(E2E_LOOSE) (build/e2e-loose.log):"; cat build/e2e-loose.log; \
 	 wait $$swarm; swarmed=$$?; echo "make test: the Swarm suite (build/swarm.log):"; cat build/swarm.log; \
 	 echo "make test: the multi-node suite"; $(MULTINODE_PYTEST); multinode=$$?; \
-	 for rc in $$untimed $$swarmed $$multinode; do [ $$rc -eq 0 ] || exit $$rc; done
+	 for rc in $$untimed $$loosed $$swarmed $$multinode; do [ $$rc -eq 0 ] || exit $$rc; done
 
 test-image: base-image ca-certs compose-v2
 	TEST_IMAGE=$(TEST_IMAGE) $(COMPOSE) -p m2stack-test -f tests/test-image.yml build --quiet test
@@ -160,10 +167,11 @@ lint: test-image ## ruff, mypy and the import contracts between the layers (in t
 test-unit: test-image ## protocol and app unit tests (in the test image)
 	docker run --rm -e CI $(TEST_IMAGE) -q tests/unit
 
-# Two processes (pytest-xdist), a test file each at a time: the suite mostly waits (for
-# timeouts, sleeps, processes starting) and keeps 2 cores a quarter busy on its own.
+# Four processes (pytest-xdist), a test file each at a time: the suite mostly waits (for
+# timeouts, sleeps, processes starting), so four wait side by side on 2 cores; its longest
+# file (test_dispatcher.py, about 90 s) bounds it. docs/testing-time.md has the figures.
 test-integration: test-image ## real mongrel2 + real handler processes on loopback, both hubs
-	docker run --rm -e CI $(TEST_IMAGE) -q -n 2 --dist loadfile tests/integration
+	docker run --rm -e CI $(TEST_IMAGE) -q -n 4 --dist loadfile tests/integration
 
 .venv/ok: services/requirements/e2e.txt
 	@$(if $(call python_at_least,3.10),:,echo "make: the end-to-end tests need Python 3.10 or newer; $(PYTHON) is \

@@ -49,3 +49,24 @@ def test_an_unknown_command_or_variant_says_so():
     assert run_table("nonsense").returncode == 2
     unknown = run_table("files", "no-such-variant")
     assert unknown.returncode == 1 and "unknown variant" in unknown.stderr
+
+
+def makefile_list(name: str) -> list[str]:
+    """A `NAME := a b \\ c` list of the Makefile."""
+    found = re.search(rf"^{name} := ((?:.*\\\n)*.*)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert found, f"the Makefile's {name}"
+    return found.group(1).replace("\\\n", " ").split()
+
+
+def test_make_test_runs_every_e2e_module_once():
+    """The timed phase is tests/e2e minus the modules moved beside the Swarm suite: a module in
+    both lists would run twice, and a new module is timed unless it is put in one of them."""
+    untimed, loose = makefile_list("E2E_UNTIMED"), makefile_list("E2E_LOOSE")
+    modules = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests/e2e").glob("test_*.py"))
+    assert not set(untimed) & set(loose), set(untimed) & set(loose)
+    assert set(untimed) | set(loose) <= set(modules), (set(untimed) | set(loose)) - set(modules)
+    recipe = (ROOT / "Makefile").read_text()
+    assert "tests/e2e $(addprefix --ignore=,$(E2E_UNTIMED) $(E2E_LOOSE))" in recipe
+    assert "pytest -q -p no:cacheprovider $(E2E_LOOSE)" in recipe
+    assert "pytest -q -p no:cacheprovider $(E2E_UNTIMED)" in recipe
+    assert untimed[0] == "tests/e2e/test_monitoring.py", "first: before the Swarm suite's first leave"
