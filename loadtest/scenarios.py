@@ -107,6 +107,16 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              generator="wrk"),
     Scenario("wrk-db", "wrk, GET /db: one PostgreSQL read per request at the request rate wrk "
              "drives (non-2xx count as errors; no body check)", (DB,), generator="wrk"),
+    # The I/O workloads at the rate wrk drives, as TechEmpower measures them: Locust's one
+    # worker is the limit before most servers are on the fast ones (its cells flagged).
+    Scenario("wrk-queries", f"wrk, GET /queries?queries={QUERIES}: {QUERIES} PostgreSQL reads per request "
+             "(non-2xx count as errors; no body check)", (QUERIES_REQ,), generator="wrk"),
+    Scenario("wrk-fortunes", "wrk, GET /fortunes: query, sort, HTML template (non-2xx count as errors; "
+             "no body check)", (FORTUNES,), generator="wrk"),
+    Scenario("wrk-updates", f"wrk, GET /updates?queries={QUERIES}: {QUERIES} reads and writes per request "
+             "(non-2xx count as errors; no body check)", (UPDATES,), generator="wrk"),
+    Scenario("wrk-fanout", f"wrk, GET /fanout?n={FANOUT}: {FANOUT} concurrent outbound HTTP requests per "
+             "request (non-2xx count as errors; no body check)", (FANOUT_REQ,), generator="wrk"),
     Scenario("open-json", f"GET /json at a fixed {OPEN_RATE:,} requests/s (open loop, at most 64 "
              "connections): latency from when each request was due, so a stall is counted as users "
              "see it (wrk2's correction for coordinated omission); compare the p99, not the rate",
