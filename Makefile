@@ -197,7 +197,7 @@ test-example: images .venv/ok ## the notes example service end to end: both door
 
 # The variants under the same load, one after another, ROUNDS=3 times; report in
 # reports/<timestamp>/. The standard run: the headline variants and scenarios, wrk swept
-# over CONCURRENCY=16,64,256,1024 connections; FULL=1: every scenario and variant.
+# over CONCURRENCY=16,64,256,1024 connections; FULL=1: every variant on every workload (each GET by wrk).
 # Narrow or widen: VARIANTS=a,b SCENARIOS=x,y DURATION=30 WARMUP=5 USERS=64 SPAWN_RATE=
 # HANDLERS=1 LOCUST_WORKERS=1 HANDLER_CPUS=1.0 MONGREL2_CPUS=1.0 LOCUST_CPUS=1.0 (see loadtest/compare.py);
 # the generator pinned to its own half of the CPUs, the servers to the other (PIN=0: not);

@@ -10,14 +10,15 @@ cgroup, and keep the raw files. The stack is torn down after the variant, also o
 
     VARIANTS=mongrel2-gevent,ceiling SCENARIOS=plaintext,json DURATION=10 make compare
 
-Settings (environment): VARIANTS (names of comparison/variants.py; default: every one
-marked in_compare), SCENARIOS (names of scenarios.py; default: all), DURATION, WARMUP
+Settings (environment): VARIANTS (names of comparison/variants.py; default: the standard
+run's, FULL=1: every one marked in_compare), SCENARIOS (names of scenarios.py; default: the
+standard run's, FULL=1: every workload), DURATION, WARMUP
 (seconds), USERS, USERS_<SCENARIO> (e.g. USERS_SLEEP=5000), SPAWN_RATE, HANDLERS,
 LOCUST_WORKERS, HANDLER_CPUS, MONGREL2_CPUS, DB_CPUS, LOCUST_CPUS, WRK_THREADS,
 WRK_CONNECTIONS, ROUNDS (3: every variant once per round, the report gives the median and
 the spread), CONCURRENCY (wrk connection counts to sweep, default 16,64,256,1024), FULL
-(1: every scenario and every in_compare variant; default: the standard run,
-comparison/settings.py), PIN (1, the default: every server container on the lower half of
+(1: every in_compare variant on every workload, each GET by wrk; default: the standard
+run; both in comparison/settings.py), PIN (1, the default: every server container on the lower half of
 the CPUs, the generator alone on the upper half; 0: both anywhere), SERVER_CPUSET and
 GENERATOR_CPUSET (the two halves chosen by hand, e.g. 0 and 1), ACCESS_LOG, REPORT_DIR,
 COMPARE_PROJECT_PREFIX (compose projects are <prefix>-<variant>, default m2cmp), COMPOSE

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from comparison.rounds import GENERATOR_BUSY_LIMIT, cells, headline, representative
-from comparison.settings import Settings, cpu_count, split_cpus
+from comparison.settings import FULL_SCENARIOS, Settings, cpu_count, split_cpus
 from scenarios import SCENARIOS
 
 
@@ -80,8 +80,15 @@ def test_levels_sweep_wrk_only_and_keep_fixed_concurrency():
     assert one.levels(SCENARIOS["wrk-json"]) == [256] and one.rounds == 1
     assert one.runs() == len(one.variants) * len(one.scenarios)
     full = Settings.from_env({"REPORT_DIR": "/tmp/x", "FULL": "1"})
-    assert full.concurrency == [] and set(full.scenarios) == set(SCENARIOS)
-    assert (full.duration, settings.duration) == (15, 5)
+    assert full.concurrency == [] and set(full.scenarios) == set(FULL_SCENARIOS) <= set(SCENARIOS)
+    assert (full.duration, settings.duration) == (5, 5)
+    # every workload in FULL: each GET by wrk, Locust only for scenarios with a POST
+    def gets(names, generators):
+        return {r.path for n in names if SCENARIOS[n].generator in generators
+                for r in SCENARIOS[n].requests if r.method == "GET"}
+    assert gets(SCENARIOS, {"locust", "wrk", "openloop"}) == gets(FULL_SCENARIOS, {"wrk"})
+    assert all(any(r.method != "GET" for r in SCENARIOS[n].requests)
+               for n in FULL_SCENARIOS if SCENARIOS[n].generator == "locust")
     with pytest.raises(SystemExit):
         Settings.from_env({"REPORT_DIR": "/tmp/x", "ROUNDS": "0"})
 
